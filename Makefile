@@ -1,0 +1,48 @@
+# crrelay: `make run` starts the appliance on embedded defaults,
+# `make test` runs every test (installing the Debian packages the interop
+# tests need when missing).
+GO       ?= go
+BIN      := bin/crrelay
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+# Debian packages the interop tests use: Apache httpd with mod_auth_digest.
+TEST_DEBS := apache2 apache2-utils curl
+
+.PHONY: all build run test test-deps vet fuzz bench demo clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/crrelay
+
+run: build
+	./$(BIN) serve
+
+# Install missing test packages (root only; elsewhere the interop tests
+# skip with a message).
+test-deps:
+	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "not root: interop tests needing$$missing will skip"; fi; \
+	fi
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
+
+test: test-deps vet
+	$(GO) test -race -count=1 -timeout 12m ./...
+	$(GO) test -run '^$$' -bench . -benchtime=1x -count=1 ./...
+
+# Short fuzzing of every parser of network input.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseChallenge -fuzztime 30s ./httpcr/
+
+bench: build
+	$(GO) run ./bench
+
+clean:
+	rm -rf bin

@@ -1,0 +1,561 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/crrelay/crrelay/registry"
+	"github.com/crrelay/crrelay/wake"
+)
+
+//go:embed openapi.yaml
+var openAPI []byte
+
+// OpenAPI returns the OpenAPI 3 document of this API.
+func OpenAPI() []byte { return openAPI }
+
+// Registry is what the API needs of the device registry.
+type Registry interface {
+	Get(id string) (registry.Device, bool)
+	Live(id string) (registry.Live, bool)
+	Put(ctx context.Context, d registry.Device) (registry.Device, bool, error)
+	Update(ctx context.Context, id string, fn func(*registry.Device) error) (registry.Device, error)
+	Delete(ctx context.Context, id string) error
+	List(cursor string, limit int) ([]registry.Device, string)
+}
+
+// Waker is what the API needs of the wake path.
+type Waker interface {
+	Check(r wake.Request) error
+	Wake(ctx context.Context, id string, r wake.Request) (wake.Result, error)
+	Usable(d registry.Device, t registry.Transport) (enabled, usable bool, why string)
+}
+
+// Config configures the API server.
+type Config struct {
+	Token    string   // required: the bearer token the ACS presents
+	Registry Registry // required
+	Waker    Waker    // required
+	// CheckURL vets a connection_request_url against the destination
+	// policy at registration time. Nil accepts what the registry accepts.
+	CheckURL func(raw string) error
+	// Ready reports whether the appliance can serve; nil means always.
+	Ready    func() error
+	Gatherer prometheus.Gatherer   // serves /metrics; nil = no /metrics
+	Metrics  prometheus.Registerer // nil registers nothing
+	Logger   *slog.Logger          // nil discards
+	// MaxBodyBytes caps request bodies. Defaults to 64 KiB.
+	MaxBodyBytes int64
+	// ShutdownGrace is how long Serve waits for in-flight requests after
+	// its context ends. Defaults to 10s.
+	ShutdownGrace time.Duration
+}
+
+var (
+	ErrNoToken    = errors.New("api: config: Token is required")
+	ErrNoRegistry = errors.New("api: config: Registry is required")
+	ErrNoWaker    = errors.New("api: config: Waker is required")
+)
+
+func (c *Config) validate() error {
+	switch {
+	case c.Token == "":
+		return ErrNoToken
+	case c.Registry == nil:
+		return ErrNoRegistry
+	case c.Waker == nil:
+		return ErrNoWaker
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 64 << 10
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Server serves the API.
+type Server struct {
+	cfg       Config
+	tokenHash [32]byte
+	mux       *http.ServeMux
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+}
+
+// route is one path of the API and the methods it serves. The OpenAPI test
+// walks this table, so the document and the code cannot drift apart.
+type route struct {
+	pattern string // http.ServeMux pattern, without method
+	name    string // metric label
+	auth    bool
+	methods map[string]http.HandlerFunc
+}
+
+func (s *Server) routes() []route {
+	r := []route{
+		{pattern: "/healthz", name: "healthz", methods: map[string]http.HandlerFunc{"GET": s.healthz}},
+		{pattern: "/readyz", name: "readyz", methods: map[string]http.HandlerFunc{"GET": s.readyz}},
+		{pattern: "/v1/openapi.yaml", name: "openapi", methods: map[string]http.HandlerFunc{"GET": s.openapi}},
+		{pattern: "/v1/devices", name: "devices", auth: true, methods: map[string]http.HandlerFunc{"GET": s.listDevices}},
+		{pattern: "/v1/devices/{id}", name: "device", auth: true, methods: map[string]http.HandlerFunc{
+			"GET": s.getDevice, "PUT": s.putDevice, "PATCH": s.patchDevice, "DELETE": s.deleteDevice,
+		}},
+		{pattern: "/v1/devices/{id}/connection-request", name: "connection_request", auth: true, methods: map[string]http.HandlerFunc{"POST": s.wake}},
+	}
+	if s.cfg.Gatherer != nil {
+		h := promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})
+		r = append(r, route{pattern: "/metrics", name: "metrics", methods: map[string]http.HandlerFunc{"GET": h.ServeHTTP}})
+	}
+	return r
+}
+
+// New builds the API server.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:       cfg,
+		tokenHash: sha256.Sum256([]byte(cfg.Token)),
+		mux:       http.NewServeMux(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crrelay_api_requests_total",
+			Help: "API requests by route, method and HTTP status.",
+		}, []string{"route", "method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "crrelay_api_request_duration_seconds",
+			Help:    "API request latency by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
+		}, []string{"route"}),
+	}
+	if cfg.Metrics != nil {
+		for _, c := range []prometheus.Collector{s.requests, s.latency} {
+			if err := cfg.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("api: register metrics: %w", err)
+			}
+		}
+	}
+	for _, rt := range s.routes() {
+		s.mux.Handle(rt.pattern, s.wrap(rt))
+	}
+	s.mux.Handle("/", s.wrap(route{name: "unknown"}))
+	return s, nil
+}
+
+// Handler returns the API's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve serves the API on ln (already bound) until ctx ends, then waits up
+// to ShutdownGrace for in-flight requests. tlsCfg, when not nil, makes it
+// HTTPS (and mTLS if tlsCfg demands client certificates). It returns nil
+// after a clean shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config) error {
+	hs := &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if tlsCfg != nil {
+		hs.TLSConfig = tlsCfg
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		return fmt.Errorf("api: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownGrace)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	<-errc
+	if err != nil {
+		_ = hs.Close()
+		return fmt.Errorf("api: shutdown: %w", err)
+	}
+	return nil
+}
+
+// statusWriter records the status for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// wrap adds what every route shares: panic recovery, metrics, auth,
+// method dispatch with a JSON 405, and a JSON 404 for unknown paths.
+func (s *Server) wrap(rt route) http.Handler {
+	allow := make([]string, 0, len(rt.methods))
+	for m := range rt.methods {
+		allow = append(allow, m)
+	}
+	allowHdr := strings.Join(sortStrings(allow), ", ")
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		w := &statusWriter{ResponseWriter: rw}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.cfg.Logger.Error("api: handler panic", "route", rt.name, "panic", p)
+				if w.status == 0 {
+					writeError(w, errf(http.StatusInternalServerError, CodeInternal, "internal error"))
+				}
+			}
+			s.requests.WithLabelValues(rt.name, metricMethod(r.Method), strconv.Itoa(w.status)).Inc()
+			s.latency.WithLabelValues(rt.name).Observe(time.Since(start).Seconds())
+		}()
+		if rt.methods == nil {
+			writeError(w, errf(http.StatusNotFound, CodeNotFound, "no such endpoint: %s", r.URL.Path))
+			return
+		}
+		if rt.auth && !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="crrelay"`)
+			writeError(w, errf(http.StatusUnauthorized, CodeUnauthorized, "missing or invalid bearer token"))
+			return
+		}
+		h, ok := rt.methods[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			h, ok = rt.methods[http.MethodGet]
+		}
+		if !ok {
+			w.Header().Set("Allow", allowHdr)
+			writeError(w, errf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method %s not allowed here; allowed: %s", r.Method, allowHdr))
+			return
+		}
+		h(w, r)
+	})
+}
+
+func metricMethod(m string) string {
+	switch m {
+	case "GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS":
+		return m
+	}
+	return "other" // bounded label values whatever a client sends
+}
+
+func sortStrings(s []string) []string {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s
+}
+
+// authorized compares the bearer token in constant time. Hashing both
+// sides first makes the comparison independent of the token's length too.
+func (s *Server) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))
+	return subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) == 1
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			writeError(w, errf(http.StatusServiceUnavailable, CodeUnavailable, "not ready: %v", err))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) openapi(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(openAPI)
+}
+
+// deviceID reads and checks the {id} path segment.
+func deviceID(r *http.Request) (string, *apiError) {
+	id := r.PathValue("id")
+	if id == "" {
+		return "", fieldErr("id", "device id is empty")
+	}
+	if len(id) > registry.MaxIDLen {
+		return "", fieldErr("id", "device id longer than %d bytes", registry.MaxIDLen)
+	}
+	return id, nil
+}
+
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for k := range q {
+		if k != "limit" && k != "cursor" {
+			writeError(w, errf(http.StatusBadRequest, CodeBadRequest, "unknown query parameter %q", k))
+			return
+		}
+	}
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, fieldErr("limit", "limit must be an integer from 1 to 1000"))
+			return
+		}
+		limit = n
+	}
+	devs, next := s.cfg.Registry.List(q.Get("cursor"), limit)
+	out := DeviceList{Devices: make([]Device, 0, len(devs)), NextCursor: next}
+	for _, d := range devs {
+		out.Devices = append(out.Devices, deviceView(d))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
+	id, aerr := deviceID(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	d, ok := s.cfg.Registry.Get(id)
+	if !ok {
+		writeError(w, errf(http.StatusNotFound, CodeNotFound, "device %q not found", id))
+		return
+	}
+	live, _ := s.cfg.Registry.Live(id)
+	v := deviceView(d)
+	v.State = s.state(d, live)
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) state(d registry.Device, live registry.Live) *State {
+	st := &State{Wakes: live.Wakes}
+	if st.Wakes == nil {
+		st.Wakes = []registry.WakeRecord{}
+	}
+	for _, sec := range []struct {
+		t   registry.Transport
+		dst *TransportState
+	}{{registry.TransportHTTP, &st.HTTP}, {registry.TransportUDP, &st.UDP}, {registry.TransportXMPP, &st.XMPP}} {
+		sec.dst.Enabled, sec.dst.Usable, sec.dst.Reason = s.cfg.Waker.Usable(d, sec.t)
+		for i := len(live.Wakes) - 1; i >= 0; i-- {
+			if live.Wakes[i].Transport == string(sec.t) {
+				rec := live.Wakes[i]
+				sec.dst.Last = &rec
+				break
+			}
+		}
+	}
+	return st
+}
+
+func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) {
+	id, aerr := deviceID(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	fields, aerr := s.readFields(w, r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	d := registry.Device{ID: id}
+	if aerr := s.apply(&d, fields); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	saved, created, err := s.cfg.Registry.Put(r.Context(), d)
+	if err != nil {
+		s.fail(w, "put device", err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	s.cfg.Logger.Info("device saved", "device", id, "created", created)
+	writeJSON(w, status, deviceView(saved))
+}
+
+func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request) {
+	id, aerr := deviceID(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	fields, aerr := s.readFields(w, r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	saved, err := s.cfg.Registry.Update(r.Context(), id, func(d *registry.Device) error {
+		if aerr := s.apply(d, fields); aerr != nil {
+			return aerr
+		}
+		return nil
+	})
+	if err != nil {
+		s.fail(w, "patch device", err)
+		return
+	}
+	s.cfg.Logger.Info("device updated", "device", id)
+	writeJSON(w, http.StatusOK, deviceView(saved))
+}
+
+func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) {
+	id, aerr := deviceID(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	if err := s.cfg.Registry.Delete(r.Context(), id); err != nil {
+		s.fail(w, "delete device", err)
+		return
+	}
+	s.cfg.Logger.Info("device deleted", "device", id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) wake(w http.ResponseWriter, r *http.Request) {
+	id, aerr := deviceID(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	var body WakeRequest
+	if aerr := s.readJSON(w, r, &body, true); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	if body.TimeoutMS < 0 {
+		writeError(w, fieldErr("timeout_ms", "timeout_ms must be positive"))
+		return
+	}
+	req := wake.Request{Transports: body.Transports, Timeout: time.Duration(body.TimeoutMS) * time.Millisecond}
+	if err := s.cfg.Waker.Check(req); err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	res, err := s.cfg.Waker.Wake(r.Context(), id, req)
+	if err != nil {
+		s.fail(w, "wake", err)
+		return
+	}
+	// Audit: one line per wake, whatever the outcome.
+	s.cfg.Logger.Info("audit: connection request", "device", id, "token", "api", "remote", r.RemoteAddr,
+		"transport", res.Transport, "status", res.Status, "duration_ms", res.DurationMS)
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) fail(w http.ResponseWriter, op string, err error) {
+	e := toAPIError(err)
+	if e.status >= 500 {
+		s.cfg.Logger.Error("api: "+op, "err", err)
+	}
+	writeError(w, e)
+}
+
+// readJSON decodes one JSON value from the body, strictly: unknown fields,
+// trailing data and oversized bodies are errors. With optional, an empty
+// body leaves v untouched.
+func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any, optional bool) *apiError {
+	body, aerr := s.readBody(w, r)
+	if aerr != nil {
+		return aerr
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		if optional {
+			return nil
+		}
+		return errf(http.StatusBadRequest, CodeBadRequest, "request body is empty; a JSON object is required")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return errf(http.StatusBadRequest, CodeBadRequest, "trailing data after the JSON object")
+	}
+	return nil
+}
+
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return nil, errf(http.StatusUnsupportedMediaType, CodeBadRequest, "Content-Type must be application/json, not %q", ct)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body larger than %d bytes", s.cfg.MaxBodyBytes)
+		}
+		return nil, errf(http.StatusBadRequest, CodeBadRequest, "reading request body: %v", err)
+	}
+	return body, nil
+}
+
+func jsonError(err error) *apiError {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return errf(http.StatusBadRequest, CodeBadRequest, "malformed JSON at offset %d: %v", se.Offset, err)
+	case errors.As(err, &te):
+		e := errf(http.StatusBadRequest, CodeBadRequest, "field %q: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+		e.Field = te.Field
+		return e
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errf(http.StatusBadRequest, CodeBadRequest, "truncated JSON")
+	}
+	// json: unknown field "x" and the like.
+	return errf(http.StatusBadRequest, CodeBadRequest, "%v", err)
+}

@@ -1,0 +1,99 @@
+// Command crrelay is the connection-request and NAT-traversal relay
+// appliance for TR-069 device management, and its command-line client.
+//
+//	crrelay serve [flags]          run the appliance
+//	crrelay device put|get|list|delete ...
+//	crrelay wake ID [--transport T] [--timeout D]
+//	crrelay sim http [flags]       run simulated CPEs
+//	crrelay version
+//
+// This package only wires: protocol logic lives in the packages it calls.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// errUsage marks a command-line mistake: exit status 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitError carries an exit status without being a failure message, e.g.
+// a wake that ran but did not reach the CPE.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func exitCode(err error, stderr io.Writer) int {
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(stderr, "crrelay:", err)
+		return 2
+	}
+	fmt.Fprintln(stderr, "crrelay:", err)
+	return 1
+}
+
+const usage = `usage: crrelay <command> [flags]
+
+commands:
+  serve                         run the appliance (crrelay serve --help for every setting)
+  device put ID [flags]         create or replace a device
+  device patch ID [flags]       change some fields of a device
+  device get ID                 show a device and its live state
+  device list [--limit N]       list devices
+  device delete ID              forget a device
+  wake ID [--transport T]       send a connection request; exit 0 only if delivered or sent
+  sim http [flags]              run simulated HTTP CPEs (optionally registering them)
+  version                       print the version
+
+Client commands take --api (env CRRELAY_API, default http://127.0.0.1:8547)
+and --token (env CRRELAY_API_TOKEN, else read from <data-dir>/api-token).`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return fmt.Errorf("%w: no command given", errUsage)
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "device":
+		return deviceCmd(ctx, args[1:], stdout, stderr)
+	case "wake":
+		return wakeCmd(ctx, args[1:], stdout, stderr)
+	case "sim":
+		return simCmd(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "crrelay", version)
+		return nil
+	case "help", "-h", "--help", "-help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	fmt.Fprintln(stderr, usage)
+	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+}

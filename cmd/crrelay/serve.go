@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/crrelay/crrelay/api"
+	"github.com/crrelay/crrelay/config"
+	"github.com/crrelay/crrelay/httpcr"
+	"github.com/crrelay/crrelay/registry"
+	"github.com/crrelay/crrelay/wake"
+)
+
+// serve runs the appliance until ctx ends.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var check bool
+	cfg, err := config.Load(args, getenv, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&check, "check", false, "validate the configuration and exit")
+	})
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	log := newLogger(cfg, stderr)
+
+	apiTLS, err := apiTLSConfig(cfg)
+	if err != nil {
+		return err
+	}
+	httpCfg, err := httpcrConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if check {
+		if _, err := httpcr.New(httpCfg); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "configuration OK")
+		return nil
+	}
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	key, err := secretKey(cfg)
+	if err != nil {
+		return err
+	}
+	token, err := apiToken(cfg, stdout, log)
+	if err != nil {
+		return err
+	}
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	store, err := registry.OpenBolt(filepath.Join(cfg.DataDir, "registry.db"))
+	if err != nil {
+		return err
+	}
+	reg, err := registry.New(store, registry.Options{Key: key, Logger: log.With("part", "registry")})
+	if err != nil {
+		_ = store.Close()
+		return err
+	}
+	defer func() {
+		if err := reg.Close(); err != nil {
+			log.Error("closing registry", "err", err)
+		}
+	}()
+	metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "crrelay_devices", Help: "Devices in the registry.",
+	}, func() float64 { return float64(reg.Len()) }))
+
+	httpCfg.Metrics = metrics
+	hc, err := httpcr.New(httpCfg)
+	if err != nil {
+		return err
+	}
+	order := make([]registry.Transport, 0, len(cfg.WakeTransports))
+	for _, t := range cfg.WakeTransports {
+		order = append(order, registry.Transport(t))
+	}
+	waker, err := wake.New(wake.Config{
+		Devices:    reg,
+		Transports: map[registry.Transport]wake.Transport{registry.TransportHTTP: wake.HTTP{Client: hc}},
+		Default:    order,
+		Timeout:    cfg.WakeTimeout,
+		MaxTimeout: cfg.WakeMaxTimeout,
+		Logger:     log.With("part", "wake"),
+		Metrics:    metrics,
+	})
+	if err != nil {
+		return err
+	}
+
+	var ready atomic.Bool
+	srv, err := api.New(api.Config{
+		Token:    token,
+		Registry: reg,
+		Waker:    waker,
+		CheckURL: httpCfg.Policy.CheckURL,
+		Ready: func() error {
+			if !ready.Load() {
+				return errors.New("starting or stopping")
+			}
+			return nil
+		},
+		Gatherer:      metrics,
+		Metrics:       metrics,
+		Logger:        log.With("part", "api"),
+		ShutdownGrace: cfg.ShutdownGrace,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.APIListen)
+	if err != nil {
+		return fmt.Errorf("api listen: %w", err)
+	}
+	scheme := "http"
+	if apiTLS != nil {
+		scheme = "https"
+	}
+	log.Info("crrelay started", "version", version, "api", scheme+"://"+ln.Addr().String(),
+		"data_dir", cfg.DataDir, "devices", reg.Len())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx, ln, apiTLS) })
+	ready.Store(true)
+	if err := sdNotify("READY=1\nSTATUS=serving"); err != nil {
+		log.Warn("sd_notify", "err", err)
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		ready.Store(false)
+		_ = sdNotify("STOPPING=1")
+		log.Info("shutting down")
+		return nil
+	})
+	return g.Wait()
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func secretKey(cfg config.Config) ([]byte, error) {
+	if cfg.SecretKey != "" {
+		return registry.ParseKey(cfg.SecretKey)
+	}
+	return registry.LoadOrCreateKey(cfg.DataDir)
+}
+
+// apiToken returns the configured token, or the one generated on first
+// start into the data dir. A generated token is printed once, on stdout.
+func apiToken(cfg config.Config, stdout io.Writer, log *slog.Logger) (string, error) {
+	if cfg.APIToken != "" {
+		return cfg.APIToken, nil
+	}
+	path := config.TokenPath(cfg.DataDir)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("api token file %s is empty; delete it to generate a new token", path)
+		}
+		log.Info("API token read", "file", path)
+		return tok, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("api token: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	tok := base64.RawURLEncoding.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("api token: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("api token: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", fmt.Errorf("api token: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("api token: %w", err)
+	}
+	fmt.Fprintf(stdout, "Generated API token (shown once; also in %s):\n%s\n", path, tok)
+	return tok, nil
+}
+
+func apiTLSConfig(cfg config.Config) (*tls.Config, error) {
+	if cfg.APITLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.APITLSCert, cfg.APITLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("api tls: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if cfg.APIClientCA != "" {
+		pool, err := loadPool(cfg.APIClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("api client ca: %w", err)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+func loadPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+func httpcrConfig(cfg config.Config) (httpcr.Config, error) {
+	allow, err := config.ParseCIDRs(cfg.HTTPAllowCIDRs)
+	if err != nil {
+		return httpcr.Config{}, err
+	}
+	deny, err := config.ParseCIDRs(cfg.HTTPDenyCIDRs)
+	if err != nil {
+		return httpcr.Config{}, err
+	}
+	policy, err := httpcr.NewPolicy(allow, deny)
+	if err != nil {
+		return httpcr.Config{}, err
+	}
+	hc := httpcr.Config{
+		ConnectTimeout:     cfg.HTTPConnectTimeout,
+		Timeout:            cfg.HTTPTimeout,
+		AllowBasic:         cfg.HTTPAllowBasic,
+		InsecureSkipVerify: cfg.HTTPInsecureSkipVerify,
+		MaxConcurrent:      cfg.HTTPMaxConcurrent,
+		MaxPerHost:         cfg.HTTPMaxPerHost,
+		Policy:             policy,
+	}
+	if cfg.HTTPCAFile != "" {
+		pool, err := loadPool(cfg.HTTPCAFile)
+		if err != nil {
+			return hc, fmt.Errorf("http-cr-ca-file: %w", err)
+		}
+		hc.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return hc, nil
+}

@@ -1,0 +1,331 @@
+// Package config holds every setting of the appliance and loads it from,
+// in rising order of precedence: built-in defaults, a YAML file
+// (--config), environment variables CRRELAY_*, and command-line flags.
+//
+// Each setting is one field of Config whose tags give its YAML key, flag
+// name, environment variable and help text, so the three sources can never
+// disagree on names (and the README's table is checked against them).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is every setting of `crrelay serve`.
+type Config struct {
+	DataDir   string `yaml:"data_dir" flag:"data-dir" usage:"directory for the registry, keys and token (default ./crrelay-data, or $STATE_DIRECTORY under systemd)"`
+	LogLevel  string `yaml:"log_level" flag:"log-level" usage:"debug, info, warn or error"`
+	LogFormat string `yaml:"log_format" flag:"log-format" usage:"text or json"`
+
+	APIListen     string        `yaml:"api_listen" flag:"api-listen" usage:"address of the ACS API (host:port)"`
+	APIToken      string        `yaml:"api_token" flag:"api-token" usage:"bearer token of the API; empty = generate one on first start into <data-dir>/api-token"`
+	APITLSCert    string        `yaml:"api_tls_cert" flag:"api-tls-cert" usage:"PEM certificate: serve the API over HTTPS"`
+	APITLSKey     string        `yaml:"api_tls_key" flag:"api-tls-key" usage:"PEM private key for --api-tls-cert"`
+	APIClientCA   string        `yaml:"api_client_ca" flag:"api-client-ca" usage:"PEM CA bundle: require ACS client certificates signed by it (mTLS)"`
+	ShutdownGrace time.Duration `yaml:"shutdown_grace" flag:"shutdown-grace" usage:"how long shutdown waits for in-flight requests"`
+
+	SecretKey string `yaml:"secret_key" flag:"secret-key" usage:"AES-256 key sealing secrets at rest, 64 hex chars or base64; empty = <data-dir>/secret.key, created on first start"`
+
+	WakeTransports []string      `yaml:"wake_transports" flag:"wake-transports" usage:"transport order for devices that name none (comma-separated: xmpp,udp,http)"`
+	WakeTimeout    time.Duration `yaml:"wake_timeout" flag:"wake-timeout" usage:"default bound on one wake"`
+	WakeMaxTimeout time.Duration `yaml:"wake_max_timeout" flag:"wake-max-timeout" usage:"largest timeout_ms a caller may ask for"`
+
+	HTTPConnectTimeout     time.Duration `yaml:"http_cr_connect_timeout" flag:"http-cr-connect-timeout" usage:"TCP (and TLS) connect timeout of HTTP connection requests"`
+	HTTPTimeout            time.Duration `yaml:"http_cr_timeout" flag:"http-cr-timeout" usage:"bound on one HTTP connection request, both round trips"`
+	HTTPAllowBasic         bool          `yaml:"http_cr_allow_basic" flag:"http-cr-allow-basic" usage:"allow Basic auth for every device (clear-text password; off by default)"`
+	HTTPInsecureSkipVerify bool          `yaml:"http_cr_insecure_skip_verify" flag:"http-cr-insecure-skip-verify" usage:"do not verify https CPE certificates (many CPEs are self-signed)"`
+	HTTPCAFile             string        `yaml:"http_cr_ca_file" flag:"http-cr-ca-file" usage:"PEM CA bundle for https connection-request URLs (default: system roots)"`
+	HTTPMaxConcurrent      int           `yaml:"http_cr_max_concurrent" flag:"http-cr-max-concurrent" usage:"HTTP connection requests in flight, overall"`
+	HTTPMaxPerHost         int           `yaml:"http_cr_max_per_host" flag:"http-cr-max-per-host" usage:"HTTP connection requests in flight per destination IP"`
+	HTTPAllowCIDRs         []string      `yaml:"http_cr_allow_cidrs" flag:"http-cr-allow-cidrs" usage:"if set, connection-request URLs may only reach these CIDRs; also re-allows loopback/link-local/own addresses they cover"`
+	HTTPDenyCIDRs          []string      `yaml:"http_cr_deny_cidrs" flag:"http-cr-deny-cidrs" usage:"connection-request URLs may never reach these CIDRs (wins over allow)"`
+}
+
+// Default returns the built-in defaults.
+func Default() Config {
+	dataDir := "./crrelay-data"
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		// systemd StateDirectory=: may list several, colon-separated.
+		dataDir = strings.Split(d, ":")[0]
+	}
+	return Config{
+		DataDir:            dataDir,
+		LogLevel:           "info",
+		LogFormat:          "text",
+		APIListen:          "127.0.0.1:8547",
+		ShutdownGrace:      10 * time.Second,
+		WakeTransports:     []string{"xmpp", "udp", "http"},
+		WakeTimeout:        10 * time.Second,
+		WakeMaxTimeout:     60 * time.Second,
+		HTTPConnectTimeout: 3 * time.Second,
+		HTTPTimeout:        10 * time.Second,
+		HTTPMaxConcurrent:  1024,
+		HTTPMaxPerHost:     4,
+	}
+}
+
+var (
+	ErrFile    = errors.New("config: file")
+	ErrEnv     = errors.New("config: environment")
+	ErrInvalid = errors.New("config: invalid")
+)
+
+// Setting describes one setting, for help output and documentation.
+type Setting struct {
+	Key, Flag, Env, Usage, Default string
+}
+
+// Settings lists every setting of Config with its names.
+func Settings() []Setting {
+	def := reflect.ValueOf(Default())
+	t := def.Type()
+	out := make([]Setting, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		out = append(out, Setting{
+			Key: f.Tag.Get("yaml"), Flag: f.Tag.Get("flag"), Env: envName(f.Tag.Get("flag")),
+			Usage: f.Tag.Get("usage"), Default: format(def.Field(i)),
+		})
+	}
+	return out
+}
+
+func envName(flagName string) string {
+	return "CRRELAY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Load builds the configuration from args (flags after "serve"), the
+// environment (getenv) and the YAML file named by --config or
+// CRRELAY_CONFIG. Unknown flags, unknown YAML keys and malformed values are
+// errors. It returns the remaining flag set too, so callers can read
+// their own flags (like --check) registered through extra.
+func Load(args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (Config, error) {
+	cfg := Default()
+	fs := flag.NewFlagSet("crrelay serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", getenv("CRRELAY_CONFIG"), "YAML config file (env CRRELAY_CONFIG)")
+	// Flags parse into a scratch copy; only those actually given are
+	// applied, after the file and the environment.
+	scratch := Default()
+	sv := reflect.ValueOf(&scratch).Elem()
+	for i := range sv.NumField() {
+		f := sv.Type().Field(i)
+		fs.Var(fieldValue{sv.Field(i)}, f.Tag.Get("flag"), f.Tag.Get("usage")+" (env "+envName(f.Tag.Get("flag"))+")")
+	}
+	if extra != nil {
+		extra(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: crrelay serve [flags]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("%w: unexpected argument %q", ErrInvalid, fs.Arg(0))
+	}
+	if *configPath != "" {
+		if err := loadFile(&cfg, *configPath); err != nil {
+			return cfg, err
+		}
+	}
+	cv := reflect.ValueOf(&cfg).Elem()
+	for i := range cv.NumField() {
+		name := envName(cv.Type().Field(i).Tag.Get("flag"))
+		if v := getenv(name); v != "" {
+			if err := (fieldValue{cv.Field(i)}).Set(v); err != nil {
+				return cfg, fmt.Errorf("%w: %s: %v", ErrEnv, name, err)
+			}
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		for i := range cv.NumField() {
+			if cv.Type().Field(i).Tag.Get("flag") == f.Name {
+				cv.Field(i).Set(sv.Field(i))
+			}
+		}
+	})
+	return cfg, cfg.Validate()
+}
+
+func loadFile(cfg *Config, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrFile, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: %s: %v", ErrFile, path, err)
+	}
+	return nil
+}
+
+// Validate checks every setting and names the first bad one.
+func (c Config) Validate() error {
+	bad := func(name, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalid, name, fmt.Sprintf(format, args...))
+	}
+	if c.DataDir == "" {
+		return bad("data-dir", "must not be empty")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log-level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return bad("log-format", "%q is not text or json", c.LogFormat)
+	}
+	if _, err := netip.ParseAddrPort(c.APIListen); err != nil {
+		if _, _, herr := splitHostPort(c.APIListen); herr != nil {
+			return bad("api-listen", "%q is not host:port", c.APIListen)
+		}
+	}
+	if (c.APITLSCert == "") != (c.APITLSKey == "") {
+		return bad("api-tls-cert", "--api-tls-cert and --api-tls-key go together")
+	}
+	if c.APIClientCA != "" && c.APITLSCert == "" {
+		return bad("api-client-ca", "mTLS needs --api-tls-cert and --api-tls-key")
+	}
+	for name, d := range map[string]time.Duration{
+		"shutdown-grace": c.ShutdownGrace, "wake-timeout": c.WakeTimeout, "wake-max-timeout": c.WakeMaxTimeout,
+		"http-cr-connect-timeout": c.HTTPConnectTimeout, "http-cr-timeout": c.HTTPTimeout,
+	} {
+		if d <= 0 {
+			return bad(name, "must be positive, got %v", d)
+		}
+	}
+	if c.WakeTimeout > c.WakeMaxTimeout {
+		return bad("wake-timeout", "%v exceeds --wake-max-timeout %v", c.WakeTimeout, c.WakeMaxTimeout)
+	}
+	if len(c.WakeTransports) == 0 {
+		return bad("wake-transports", "must name at least one transport")
+	}
+	for _, t := range c.WakeTransports {
+		if t != "xmpp" && t != "udp" && t != "http" {
+			return bad("wake-transports", "%q is not xmpp, udp or http", t)
+		}
+	}
+	if c.HTTPMaxConcurrent < 1 || c.HTTPMaxPerHost < 1 {
+		return bad("http-cr-max-concurrent", "concurrency limits must be at least 1")
+	}
+	if _, err := ParseCIDRs(c.HTTPAllowCIDRs); err != nil {
+		return bad("http-cr-allow-cidrs", "%v", err)
+	}
+	if _, err := ParseCIDRs(c.HTTPDenyCIDRs); err != nil {
+		return bad("http-cr-deny-cidrs", "%v", err)
+	}
+	return nil
+}
+
+// ParseCIDRs parses prefixes; a bare address is taken as a single host.
+func ParseCIDRs(ss []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(ss))
+	for _, s := range ss {
+		s = strings.TrimSpace(s)
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a CIDR or address", s)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func splitHostPort(s string) (string, int, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", 0, errors.New("missing port")
+	}
+	p, err := strconv.Atoi(s[i+1:])
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, errors.New("bad port")
+	}
+	return s[:i], p, nil
+}
+
+// TokenPath and KeyPath are where generated secrets live in the data dir.
+func TokenPath(dataDir string) string { return filepath.Join(dataDir, "api-token") }
+
+// fieldValue adapts a Config field to flag.Value and to env parsing.
+type fieldValue struct{ v reflect.Value }
+
+func (f fieldValue) String() string {
+	if !f.v.IsValid() {
+		return ""
+	}
+	return format(f.v)
+}
+
+func format(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case []string:
+		return strings.Join(x, ",")
+	case time.Duration:
+		return x.String()
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+func (f fieldValue) IsBoolFlag() bool { return f.v.Kind() == reflect.Bool }
+
+func (f fieldValue) Set(s string) error {
+	switch f.v.Interface().(type) {
+	case string:
+		f.v.SetString(s)
+	case bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean", s)
+		}
+		f.v.SetBool(b)
+	case int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", s)
+		}
+		f.v.SetInt(int64(n))
+	case time.Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration like 5s or 250ms", s)
+		}
+		f.v.SetInt(int64(d))
+	case []string:
+		var parts []string
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		f.v.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported setting type %s", f.v.Type())
+	}
+	return nil
+}
