@@ -16,7 +16,7 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/crrelay
 
 run: build
-	./$(BIN) serve
+	./$(BIN) serve $(ARGS)
 
 # Install missing test packages (root only; elsewhere the interop tests
 # skip with a message).

@@ -396,15 +396,24 @@ func (s *Server) state(d registry.Device, live registry.Live) *State {
 	return st
 }
 
-func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) {
+// readDevice reads the id and the JSON fields of a PUT or PATCH, answering
+// the error itself when either is bad.
+func (s *Server) readDevice(w http.ResponseWriter, r *http.Request) (string, map[string]json.RawMessage, bool) {
 	id, aerr := deviceID(r)
-	if aerr != nil {
-		writeError(w, aerr)
-		return
+	var fields map[string]json.RawMessage
+	if aerr == nil {
+		fields, aerr = s.readFields(w, r)
 	}
-	fields, aerr := s.readFields(w, r)
 	if aerr != nil {
 		writeError(w, aerr)
+		return "", nil, false
+	}
+	return id, fields, true
+}
+
+func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) {
+	id, fields, ok := s.readDevice(w, r)
+	if !ok {
 		return
 	}
 	d := registry.Device{ID: id}
@@ -426,14 +435,8 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request) {
-	id, aerr := deviceID(r)
-	if aerr != nil {
-		writeError(w, aerr)
-		return
-	}
-	fields, aerr := s.readFields(w, r)
-	if aerr != nil {
-		writeError(w, aerr)
+	id, fields, ok := s.readDevice(w, r)
+	if !ok {
 		return
 	}
 	saved, err := s.cfg.Registry.Update(r.Context(), id, func(d *registry.Device) error {

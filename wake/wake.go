@@ -258,7 +258,7 @@ func (w *Waker) Wake(ctx context.Context, id string, r Request) (Result, error) 
 		At: start.UTC(), Status: string(res.Status), Transport: string(res.Transport),
 		DurationMS: res.DurationMS, Detail: outcome.Detail,
 	})
-	w.cfg.Logger.Info("wake", "device", id, "status", res.Status, "transport", res.Transport, "duration_ms", res.DurationMS, "attempts", len(res.Attempts))
+	w.cfg.Logger.Debug("wake", "device", id, "status", res.Status, "transport", res.Transport, "duration_ms", res.DurationMS, "attempts", len(res.Attempts))
 	return res, nil
 }
 

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crrelay/crrelay/apiclient"
+	"github.com/crrelay/crrelay/config"
+	"github.com/crrelay/crrelay/sim"
+)
+
+// appliance is one `crrelay serve` running in-process.
+type appliance struct {
+	url    string
+	stdout *syncBuffer
+	done   chan error
+	cancel context.CancelFunc
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var startedRE = regexp.MustCompile(`crrelay started.*api=(https?://[0-9.:]+)`)
+
+// startAppliance runs serve and returns once its log says where the API
+// listens: the log line is the readiness signal, no polling.
+func startAppliance(t *testing.T, dataDir string, extra ...string) *appliance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	a := &appliance{stdout: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
+	args := append([]string{"serve", "--data-dir", dataDir, "--api-listen", "127.0.0.1:0",
+		"--http-cr-allow-cidrs", "127.0.0.0/8", "--log-level", "info"}, extra...)
+	go func() {
+		err := run(ctx, args, a.stdout, pw)
+		pw.Close()
+		a.done <- err
+	}()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := startedRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case a.url = <-addr:
+	case err := <-a.done:
+		t.Fatalf("serve exited: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	t.Cleanup(func() { a.stop(t) })
+	return a
+}
+
+func (a *appliance) stop(t *testing.T) {
+	if a.cancel == nil {
+		return
+	}
+	a.cancel()
+	a.cancel = nil
+	if err := <-a.done; err != nil {
+		t.Errorf("serve returned %v", err)
+	}
+}
+
+func cli(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, &out, &errb)
+	return out.String() + errb.String(), err
+}
+
+func TestEndToEnd(t *testing.T) {
+	dataDir := t.TempDir()
+	app := startAppliance(t, dataDir)
+	if !strings.Contains(app.stdout.String(), "Generated API token") {
+		t.Fatalf("first start did not print the token: %q", app.stdout.String())
+	}
+	tokb, err := os.ReadFile(config.TokenPath(dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tokb))
+	if !strings.Contains(app.stdout.String(), token) {
+		t.Fatal("printed token differs from the stored one")
+	}
+
+	// A fleet with every auth mode, some closing after 401, some binding
+	// the nonce to the connection, all registered through the API.
+	fleet, err := sim.NewFleet(sim.FleetConfig{Prefix: "e2e-", Count: 14, Modes: sim.Modes(), CloseAfter401Every: 3, NoncePerConnectionEvery: 4, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited, err := fleet.Add(sim.HTTPCPEConfig{Name: "limited", Username: "u", Password: "p", Mode: sim.ModeDigestMD5, RateLimit: 1, RateWindow: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fctx, fcancel := context.WithCancel(context.Background())
+	fdone := make(chan error, 1)
+	go func() { fdone <- fleet.Serve(fctx, ln) }()
+	t.Cleanup(func() { fcancel(); <-fdone })
+	base := "http://" + ln.Addr().String()
+	client := &apiclient.Client{BaseURL: app.url, Token: token}
+	if err := fleet.Register(context.Background(), simRegistrar{client}, base, 4); err != nil {
+		t.Fatal(err)
+	}
+
+	api := []string{"--api", app.url, "--token", token}
+	for _, d := range fleet.Devices(base) {
+		if d.ID == "limited" {
+			continue
+		}
+		out, err := cli(t, append([]string{"wake", d.ID}, api...)...)
+		if err != nil || !strings.Contains(out, "delivered via http") {
+			t.Errorf("wake %s (%s): %v\n%s", d.ID, d.Mode, err, out)
+		}
+	}
+	if got := fleet.Stats().Total.Accepted; got != 14 {
+		t.Errorf("CPEs accepted %d wakes, want 14", got)
+	}
+
+	// 503 from a rate-limiting CPE is throttled, and wake exits 1.
+	cli(t, append([]string{"wake", "limited"}, api...)...)
+	out, err := cli(t, append([]string{"wake", "limited"}, api...)...)
+	var ee exitError
+	if !errors.As(err, &ee) || ee.code != 1 || !strings.Contains(out, "throttled") {
+		t.Errorf("second wake of a rate-limited CPE: %v\n%s", err, out)
+	}
+	if limited.Counters().Throttled != 1 {
+		t.Errorf("CPE throttled %d times", limited.Counters().Throttled)
+	}
+
+	// Wrong credentials: auth_failed.
+	if out, err := cli(t, append([]string{"device", "patch", "e2e-000001", "--password", "wrong"}, api...)...); err != nil {
+		t.Fatalf("patch: %v %s", err, out)
+	}
+	out, err = cli(t, append([]string{"wake", "e2e-000001", "--json"}, api...)...)
+	if !errors.As(err, &ee) || !strings.Contains(out, `"auth_failed"`) {
+		t.Errorf("wake with a wrong password: %v\n%s", err, out)
+	}
+	out, err = cli(t, append([]string{"device", "list", "--all", "--limit", "4"}, api...)...)
+	if err != nil || strings.Count(out, "\ne2e-") != 14 {
+		t.Errorf("device list: %v\n%s", err, out)
+	}
+
+	// Restart: devices, sealed secrets and wake history are all back.
+	app.stop(t)
+	app2 := startAppliance(t, dataDir)
+	if strings.Contains(app2.stdout.String(), "Generated") {
+		t.Error("a second start generated a new token")
+	}
+	api = []string{"--api", app2.url, "--token", token}
+	out, err = cli(t, append([]string{"wake", "e2e-000002"}, api...)...)
+	if err != nil || !strings.Contains(out, "delivered") {
+		t.Errorf("wake after restart: %v\n%s", err, out)
+	}
+	out, err = cli(t, append([]string{"device", "get", "e2e-000001"}, api...)...)
+	if err != nil || !strings.Contains(out, `"auth_failed"`) || !strings.Contains(out, `"password_set": true`) {
+		t.Errorf("live state lost over restart: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "wrong") {
+		t.Error("a password was printed")
+	}
+	// The data dir holds no secret in clear.
+	db, _ := os.ReadFile(filepath.Join(dataDir, "registry.db"))
+	if bytes.Contains(db, []byte(fleet.Devices(base)[1].Password)) {
+		t.Error("a CPE password is stored in clear")
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"no command", nil, 2},
+		{"unknown command", []string{"frobnicate"}, 2},
+		{"serve bad flag", []string{"serve", "--no-such"}, 2},
+		{"serve bad value", []string{"serve", "--check", "--log-level", "loud"}, 2},
+		{"device no sub", []string{"device"}, 2},
+		{"device bad sub", []string{"device", "zap", "x"}, 2},
+		{"device get no id", []string{"device", "get", "--token", "t"}, 2},
+		{"wake two ids", []string{"wake", "a", "b", "--token", "t"}, 2},
+		{"wake no token", []string{"wake", "a", "--data-dir", "/nonexistent"}, 2},
+		{"sim bad mode", []string{"sim", "http", "--modes", "digest-md4"}, 2},
+		{"wake unreachable api", []string{"wake", "a", "--token", "t", "--api", "http://127.0.0.1:1"}, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := cli(t, c.args...)
+			if got := exitCode(err, io.Discard); got != c.code {
+				t.Fatalf("exit %d (%v), want %d", got, err, c.code)
+			}
+		})
+	}
+	out, err := cli(t, "serve", "--check", "--data-dir", t.TempDir())
+	if err != nil || !strings.Contains(out, "configuration OK") {
+		t.Fatalf("serve --check: %v %s", err, out)
+	}
+}
+
+func TestAPIErrorsThroughCLI(t *testing.T) {
+	app := startAppliance(t, t.TempDir(), "--api-token", "tok-123")
+	api := []string{"--api", app.url, "--token", "tok-123"}
+	if _, err := cli(t, "device", "list", "--api", app.url, "--token", "nope"); err == nil {
+		t.Fatal("a wrong token was accepted")
+	} else if ae := (*apiclient.Error)(nil); !errors.As(err, &ae) || ae.Status != 401 {
+		t.Fatalf("wrong token: %v", err)
+	}
+	for name, args := range map[string][]string{
+		"unknown device":   {"wake", "ghost"},
+		"denied url":       {"device", "put", "x", "--url", "http://169.254.169.254/"},
+		"bad udp address":  {"device", "put", "x", "--udp-address", "nowhere"},
+		"bad transport":    {"wake", "x", "--transport", "fax"},
+		"get unknown":      {"device", "get", "ghost"},
+		"bad allow-basic":  {"device", "put", "x", "--allow-basic", "perhaps"},
+		"delete unknown":   {"device", "delete", "ghost"},
+		"negative timeout": {"wake", "x", "--timeout", "-1s"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := cli(t, append(args, api...)...)
+			if err == nil {
+				t.Fatalf("succeeded: %s", out)
+			}
+			var ae *apiclient.Error
+			if !errors.As(err, &ae) && !errors.Is(err, errUsage) {
+				t.Fatalf("not a clear API or usage error: %v", err)
+			}
+		})
+	}
+}

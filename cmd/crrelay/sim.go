@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/crrelay/crrelay/apiclient"
+	"github.com/crrelay/crrelay/sim"
+)
+
+// simRegistrar registers simulated CPEs through the public API, like any
+// ACS would.
+type simRegistrar struct{ c *apiclient.Client }
+
+func (r simRegistrar) PutDevice(ctx context.Context, d sim.Device) error {
+	in := apiclient.DeviceInput{
+		ConnectionRequestURL: &d.ConnectionRequestURL,
+		Username:             &d.Username,
+		Password:             &d.Password,
+		Transports:           []string{"http"},
+	}
+	if d.AllowBasic {
+		in.AllowBasic = &d.AllowBasic
+	}
+	_, err := r.c.PutDevice(ctx, d.ID, in)
+	return err
+}
+
+func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "http" {
+		return fmt.Errorf("%w: sim needs a kind of CPE: http", errUsage)
+	}
+	fs := flag.NewFlagSet("crrelay sim http", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	listen := fs.String("listen", "127.0.0.1:7547", "address the simulated CPEs listen on (one listener, a path per CPE)")
+	advertise := fs.String("advertise", "", "base URL the appliance reaches the CPEs at (default http://<listen address>)")
+	count := fs.Int("count", 10, "how many CPEs")
+	prefix := fs.String("prefix", sim.DefaultPrefix, "device id prefix; ids are <prefix>000001, ...")
+	modes := fs.String("modes", joinModes(sim.Modes()), "authentication modes, assigned round-robin")
+	closeEvery := fs.Int("close-after-401-every", 0, "every Nth CPE closes the connection after its 401")
+	nonceEvery := fs.Int("nonce-per-connection-every", 0, "every Nth Digest CPE only accepts its nonce on the connection that got it")
+	rateLimit := fs.Int("rate-limit", 0, "accepted connection requests per window per CPE before 503 (0 = no limit)")
+	rateWindow := fs.Duration("rate-window", time.Second, "window of --rate-limit")
+	seed := fs.Int64("seed", 1, "seed of the generated credentials (0 = random)")
+	register := fs.Bool("register", false, "register every CPE with the appliance through its API")
+	concurrency := fs.Int("concurrency", 16, "parallel registrations")
+	if err := fs.Parse(args[1:]); err != nil {
+		return errors.Join(errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	var ms []sim.Mode
+	for m := range strings.SplitSeq(*modes, ",") {
+		mode, err := sim.ParseMode(strings.TrimSpace(m))
+		if err != nil {
+			return fmt.Errorf("%w: --modes: %v", errUsage, err)
+		}
+		ms = append(ms, mode)
+	}
+	fleet, err := sim.NewFleet(sim.FleetConfig{
+		Prefix: *prefix, Count: *count, Modes: ms, CloseAfter401Every: *closeEvery,
+		NoncePerConnectionEvery: *nonceEvery, RateLimit: *rateLimit, RateWindow: *rateWindow, Seed: *seed,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	base := *advertise
+	if base == "" {
+		base = "http://" + ln.Addr().String()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- fleet.Serve(ctx, ln) }()
+
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tMODE\tURL\tUSERNAME")
+	for _, d := range fleet.Devices(base) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.ID, d.Mode, d.ConnectionRequestURL, d.Username)
+	}
+	tw.Flush()
+	if *register {
+		c, err := cf.client()
+		if err != nil {
+			cancel()
+			<-errc
+			return err
+		}
+		if err := fleet.Register(ctx, simRegistrar{c}, base, *concurrency); err != nil {
+			cancel()
+			<-errc
+			return err
+		}
+		fmt.Fprintf(stdout, "registered %d CPEs with %s\n", *count, cf.api)
+	}
+	fmt.Fprintf(stdout, "%d simulated CPEs listening on %s; Ctrl-C prints what they received\n", *count, ln.Addr())
+	err = <-errc
+	printSimStats(stdout, fleet.Stats())
+	return err
+}
+
+func joinModes(ms []sim.Mode) string {
+	s := make([]string, len(ms))
+	for i, m := range ms {
+		s[i] = string(m)
+	}
+	return strings.Join(s, ",")
+}
+
+func printSimStats(w io.Writer, st sim.Stats) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "MODE\tREQUESTS\tCHALLENGES\tACCEPTED\tREJECTED\tTHROTTLED\tMALFORMED\t")
+	row := func(name string, c sim.Counters) {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", name, c.Requests, c.Challenges, c.Accepted, c.Rejected, c.Throttled, c.Malformed)
+	}
+	for _, m := range sim.Modes() {
+		if c, ok := st.ByMode[m]; ok {
+			row(string(m), c)
+		}
+	}
+	row("total", st.Total)
+	tw.Flush()
+}
