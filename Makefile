@@ -37,9 +37,15 @@ test: test-deps vet
 	$(GO) test -race -count=1 -timeout 12m ./...
 	$(GO) test -run '^$$' -bench . -benchtime=1x -count=1 ./...
 
-# Short fuzzing of every parser of network input.
+# Short fuzzing of every fuzz target (parsers of network and stored
+# input); FUZZTIME per target.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseChallenge -fuzztime 30s ./httpcr/
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
 
 bench: build
 	$(GO) run ./bench

@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -209,7 +210,9 @@ func throughAppliance(ctx context.Context, binary string, fleet *sim.Fleet, base
 	case <-time.After(30 * time.Second):
 		return nil, errors.New("appliance did not start")
 	}
-	c := &apiclient.Client{BaseURL: url, Token: token}
+	// An ACS keeps connections to the API open; so does the bench.
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: conc, MaxIdleConnsPerHost: conc}}
+	c := &apiclient.Client{BaseURL: url, Token: token, HTTP: hc}
 	if err := fleet.Register(ctx, registrar{c}, base, 16); err != nil {
 		return nil, err
 	}

@@ -266,3 +266,32 @@ func TestAPIErrorsThroughCLI(t *testing.T) {
 		})
 	}
 }
+
+// TestSystemdNotify: under Type=notify, serve reports READY=1 once the API
+// listens and STOPPING=1 when told to stop.
+func TestSystemdNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	app := startAppliance(t, t.TempDir(), "--api-token", "x")
+	read := func() string {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 256)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v", err)
+		}
+		return string(buf[:n])
+	}
+	if got := read(); !strings.HasPrefix(got, "READY=1") {
+		t.Fatalf("first notification %q", got)
+	}
+	app.stop(t)
+	if got := read(); got != "STOPPING=1" {
+		t.Fatalf("second notification %q", got)
+	}
+}
