@@ -8,7 +8,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # Debian packages the interop tests use: Apache httpd with mod_auth_digest.
 TEST_DEBS := apache2 apache2-utils curl
 
-.PHONY: all build run test test-deps vet fuzz bench demo clean
+.PHONY: all build run test test-deps vet fuzz bench clean
 
 all: build
 

@@ -51,9 +51,13 @@ type env struct {
 	url  string
 	reg  *registry.Registry
 	http *fakeHTTP
-	// seen collects every JSON answer with its route, method and status,
-	// for the OpenAPI conformance test.
-	seen *[]exchange
+}
+
+// answers collects every answer any test received, with its route, method
+// and status; TestMain checks them all against the OpenAPI document.
+var answers struct {
+	sync.Mutex
+	list []exchange
 }
 
 type exchange struct {
@@ -94,10 +98,9 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := &[]exchange{}
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
-	return &env{t: t, url: ts.URL, reg: reg, http: fh, seen: seen}
+	return &env{t: t, url: ts.URL, reg: reg, http: fh}
 }
 
 // do sends a request with the token and returns status and body.
@@ -128,7 +131,9 @@ func (e *env) do(method, path string, body string, hdr ...string) (int, []byte, 
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	*e.seen = append(*e.seen, exchange{method: method, pattern: patternOf(req.URL.EscapedPath()), status: resp.StatusCode, body: b})
+	answers.Lock()
+	answers.list = append(answers.list, exchange{method: method, pattern: patternOf(req.URL.EscapedPath()), status: resp.StatusCode, body: b})
+	answers.Unlock()
 	return resp.StatusCode, b, resp.Header
 }
 
@@ -267,7 +272,18 @@ func TestBadInput(t *testing.T) {
 		{"wake negative timeout", "POST", "/v1/devices/nobody/connection-request", `{"timeout_ms":-5}`, nil, 400, CodeInvalidArgument, "timeout_ms"},
 		{"wake huge timeout", "POST", "/v1/devices/nobody/connection-request", `{"timeout_ms":999999999}`, nil, 400, CodeInvalidArgument, "timeout_ms"},
 		{"wake unknown field", "POST", "/v1/devices/nobody/connection-request", `{"wait":"forever"}`, nil, 400, CodeBadRequest, ""},
-		{"wake timeout as string", "POST", "/v1/devices/nobody/connection-request", `{"timeout_ms":"5"}`, nil, 400, CodeBadRequest, "timeout_ms"},
+		{"wake timeout as string", "POST", "/v1/devices/nobody/connection-request", `{"timeout_ms":"5"}`, nil, 400, CodeInvalidArgument, "timeout_ms"},
+		{"wake timeout overflow", "POST", "/v1/devices/nobody/connection-request", `{"timeout_ms":18446744073710}`, nil, 400, CodeInvalidArgument, "timeout_ms"},
+		{"wake timeout fraction", "POST", "/v1/devices/nobody/connection-request", `{"timeout_ms":1.5}`, nil, 400, CodeInvalidArgument, "timeout_ms"},
+		{"wake body not an object", "POST", "/v1/devices/nobody/connection-request", `[1]`, nil, 400, CodeBadRequest, ""},
+		{"invalid utf-8", "PUT", "/v1/devices/d", "{\"password\":\"\xff\xfe\"}", nil, 400, CodeBadRequest, ""},
+		{"content type with suffix", "PUT", "/v1/devices/d", `{}`, []string{"Content-Type", "application/jsonx"}, 415, CodeBadRequest, ""},
+		{"dot id", "PUT", "/v1/devices/%2E", `{}`, nil, 400, CodeInvalidArgument, "id"},
+		{"dotdot id", "PUT", "/v1/devices/%2E%2E", `{}`, nil, 400, CodeInvalidArgument, "id"},
+		{"empty segment", "GET", "/v1/devices//d", ``, nil, 404, CodeNotFound, ""},
+		{"dot segment", "GET", "/v1/devices/./d", ``, nil, 404, CodeNotFound, ""},
+		{"dotdot segment", "GET", "/v1/devices/../devices", ``, nil, 404, CodeNotFound, ""},
+		{"get long id", "GET", "/v1/devices/" + long, ``, nil, 400, CodeInvalidArgument, "id"},
 		{"list bad limit", "GET", "/v1/devices?limit=0", ``, nil, 400, CodeInvalidArgument, "limit"},
 		{"list limit not a number", "GET", "/v1/devices?limit=ten", ``, nil, 400, CodeInvalidArgument, "limit"},
 		{"list unknown param", "GET", "/v1/devices?page=2", ``, nil, 400, CodeBadRequest, ""},

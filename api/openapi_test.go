@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"reflect"
 	"slices"
 	"sort"
@@ -123,58 +124,88 @@ func jsonFields(v any) []string {
 	return out
 }
 
-// TestOpenAPIAnswers runs a scenario over every endpoint and validates each
-// answer against the response schema the document gives for its status.
+// TestMain runs every test, then validates every answer they received
+// against the response schema the document gives for its route and status:
+// the bad-input tables included, so the document cannot omit an error.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 && !testing.Short() {
+		var s spec
+		if err := yaml.Unmarshal(OpenAPI(), &s); err != nil {
+			fmt.Println("openapi.yaml:", err)
+			os.Exit(1)
+		}
+		errs := checkAnswers(s, answers.list)
+		for _, e := range errs {
+			fmt.Println("OpenAPI conformance:", e)
+		}
+		if len(errs) > 0 {
+			code = 1
+		} else {
+			fmt.Printf("OpenAPI conformance: %d answers match the document\n", len(answers.list))
+		}
+	}
+	os.Exit(code)
+}
+
+// TestOpenAPIAnswers makes sure every route and outcome is exercised at
+// least once (TestMain checks the answers).
 func TestOpenAPIAnswers(t *testing.T) {
-	sp := loadSpec(t)
 	e := newEnv(t)
 	e.do("PUT", "/v1/devices/a", goodDevice)
 	e.do("PUT", "/v1/devices/a", goodDevice)
 	e.do("PUT", "/v1/devices/b", `{"stun_username":"stun-0001"}`)
-	e.do("PUT", "/v1/devices/c", `{"usrname":1}`)
-	e.do("PUT", "/v1/devices/c", `{"connection_request_url":"http://127.0.0.1/"}`)
 	e.do("PATCH", "/v1/devices/a", `{"username":null}`)
-	e.do("PATCH", "/v1/devices/zz", `{}`)
 	e.do("GET", "/v1/devices/a", "")
-	e.do("GET", "/v1/devices/zz", "")
 	e.do("GET", "/v1/devices?limit=1", "")
-	e.do("GET", "/v1/devices?limit=-1", "")
 	e.do("POST", "/v1/devices/a/connection-request", `{"transports":["http","udp"]}`)
-	e.do("POST", "/v1/devices/a/connection-request", `{"timeout_ms":-1}`)
-	e.do("POST", "/v1/devices/zz/connection-request", "")
 	e.do("GET", "/v1/devices/a", "")
-	e.do("DELETE", "/v1/devices/a", "")
 	e.do("DELETE", "/v1/devices/a", "")
 	e.do("GET", "/healthz", "")
 	e.do("GET", "/readyz", "")
-	e.do("GET", "/v1/devices", "", "Authorization", "")
-	for _, x := range *e.seen {
+	e.do("GET", "/v1/openapi.yaml", "")
+	if errs := checkAnswers(loadSpec(t), []exchange{{method: "GET", pattern: "/v1/devices", status: 299, body: []byte("{}")}}); len(errs) != 1 {
+		t.Fatalf("an undocumented status passed the check: %v", errs)
+	}
+}
+
+func checkAnswers(sp spec, list []exchange) []error {
+	var errs []error
+	for _, x := range list {
 		op, ok := sp.Paths[x.pattern][strings.ToLower(x.method)].(map[string]any)
 		if !ok {
-			t.Errorf("%s %s: not documented", x.method, x.pattern)
+			if x.status == 404 || x.status == 405 { // unknown path or method: documented as such in the description
+				continue
+			}
+			errs = append(errs, fmt.Errorf("%s %s: not documented", x.method, x.pattern))
 			continue
 		}
-		resp, ok := op["responses"].(map[string]any)[strconv.Itoa(x.status)].(map[string]any)
+		responses := op["responses"].(map[string]any)
+		resp, ok := responses[strconv.Itoa(x.status)].(map[string]any)
+		if !ok && x.status >= 400 {
+			resp, ok = responses["default"].(map[string]any)
+		}
 		if !ok {
-			t.Errorf("%s %s answered %d, which is not documented", x.method, x.pattern, x.status)
+			errs = append(errs, fmt.Errorf("%s %s answered %d, which is not documented", x.method, x.pattern, x.status))
 			continue
 		}
 		schema := responseSchema(sp, resp)
 		if schema == nil {
-			if len(x.body) != 0 {
-				t.Errorf("%s %s %d: body %q where none is documented", x.method, x.pattern, x.status, x.body)
+			if len(x.body) != 0 && !strings.HasPrefix(x.pattern, "/v1/openapi") {
+				errs = append(errs, fmt.Errorf("%s %s %d: body %q where none is documented", x.method, x.pattern, x.status, x.body))
 			}
 			continue
 		}
 		var v any
 		if err := json.Unmarshal(x.body, &v); err != nil {
-			t.Errorf("%s %s %d: not JSON: %q", x.method, x.pattern, x.status, x.body)
+			errs = append(errs, fmt.Errorf("%s %s %d: not JSON: %q", x.method, x.pattern, x.status, x.body))
 			continue
 		}
 		if err := validate(sp, schema, v, "$"); err != nil {
-			t.Errorf("%s %s %d: %v\n%s", x.method, x.pattern, x.status, err, x.body)
+			errs = append(errs, fmt.Errorf("%s %s %d: %v\n%s", x.method, x.pattern, x.status, err, x.body))
 		}
 	}
+	return errs
 }
 
 func resolve(sp spec, s map[string]any) map[string]any {

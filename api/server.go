@@ -11,11 +11,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -45,6 +48,7 @@ type Waker interface {
 	Check(r wake.Request) error
 	Wake(ctx context.Context, id string, r wake.Request) (wake.Result, error)
 	Usable(d registry.Device, t registry.Transport) (enabled, usable bool, why string)
+	MaxTimeout() time.Duration
 }
 
 // Config configures the API server.
@@ -164,7 +168,19 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Handler returns the API's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// serveHTTP answers paths with empty, "." or ".." segments itself: the
+// mux would redirect them with an HTML body, and an ACS deserves JSON.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.EscapedPath()
+	if strings.Contains(p, "//") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") ||
+		strings.Contains(p, "/./") || strings.Contains(p, "/../") {
+		writeError(w, errf(http.StatusNotFound, CodeNotFound, "no such endpoint: %s (empty, \".\" or \"..\" path segment)", p))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Serve serves the API on ln (already bound) until ctx ends, then waits up
 // to ShutdownGrace for in-flight requests. tlsCfg, when not nil, makes it
@@ -172,7 +188,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config) error {
 	hs := &http.Server{
-		Handler:           s.mux,
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -327,6 +343,10 @@ func deviceID(r *http.Request) (string, *apiError) {
 	if id == "" {
 		return "", fieldErr("id", "device id is empty")
 	}
+	if id == "." || id == ".." {
+		// URL path cleaning would make such a device unreachable.
+		return "", fieldErr("id", "device id may not be %q", id)
+	}
 	if len(id) > registry.MaxIDLen {
 		return "", fieldErr("id", "device id longer than %d bytes", registry.MaxIDLen)
 	}
@@ -478,8 +498,10 @@ func (s *Server) wake(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	if body.TimeoutMS < 0 {
-		writeError(w, fieldErr("timeout_ms", "timeout_ms must be positive"))
+	// Range-check before converting: a huge value would overflow the
+	// Duration and slip past the waker's own check.
+	if maxMS := s.cfg.Waker.MaxTimeout().Milliseconds(); body.TimeoutMS < 0 || body.TimeoutMS > maxMS {
+		writeError(w, fieldErr("timeout_ms", "timeout_ms must be from 1 to %d (0 or absent: the default)", maxMS))
 		return
 	}
 	req := wake.Request{Transports: body.Transports, Timeout: time.Duration(body.TimeoutMS) * time.Millisecond}
@@ -493,7 +515,7 @@ func (s *Server) wake(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Audit: one line per wake, whatever the outcome.
-	s.cfg.Logger.Info("audit: connection request", "device", id, "token", "api", "remote", r.RemoteAddr,
+	s.cfg.Logger.Info("audit: connection request", "device", id, "remote", r.RemoteAddr,
 		"transport", res.Transport, "status", res.Status, "duration_ms", res.DurationMS)
 	writeJSON(w, http.StatusOK, res)
 }
@@ -532,8 +554,10 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any, optiona
 }
 
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return nil, errf(http.StatusUnsupportedMediaType, CodeBadRequest, "Content-Type must be application/json, not %q", ct)
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return nil, errf(http.StatusUnsupportedMediaType, CodeBadRequest, "Content-Type must be application/json, not %q", ct)
+		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
@@ -543,7 +567,27 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiE
 		}
 		return nil, errf(http.StatusBadRequest, CodeBadRequest, "reading request body: %v", err)
 	}
+	// encoding/json would silently turn invalid UTF-8 into U+FFFD, storing
+	// a password other than the one sent.
+	if !utf8.Valid(body) {
+		return nil, errf(http.StatusBadRequest, CodeBadRequest, "request body is not valid UTF-8")
+	}
 	return body, nil
+}
+
+func jsonType(k reflect.Kind) string {
+	switch k {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	}
+	return "a " + k.String()
 }
 
 func jsonError(err error) *apiError {
@@ -552,8 +596,10 @@ func jsonError(err error) *apiError {
 	switch {
 	case errors.As(err, &se):
 		return errf(http.StatusBadRequest, CodeBadRequest, "malformed JSON at offset %d: %v", se.Offset, err)
+	case errors.As(err, &te) && te.Field == "":
+		return errf(http.StatusBadRequest, CodeBadRequest, "request body must be a JSON object, not JSON %s", te.Value)
 	case errors.As(err, &te):
-		e := errf(http.StatusBadRequest, CodeBadRequest, "field %q: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+		e := errf(http.StatusBadRequest, CodeInvalidArgument, "%s must be %s, not JSON %s", te.Field, jsonType(te.Type.Kind()), te.Value)
 		e.Field = te.Field
 		return e
 	case errors.Is(err, io.ErrUnexpectedEOF):

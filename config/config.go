@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -193,10 +194,8 @@ func (c Config) Validate() error {
 	default:
 		return bad("log-format", "%q is not text or json", c.LogFormat)
 	}
-	if _, err := netip.ParseAddrPort(c.APIListen); err != nil {
-		if _, _, herr := splitHostPort(c.APIListen); herr != nil {
-			return bad("api-listen", "%q is not host:port", c.APIListen)
-		}
+	if err := checkListen(c.APIListen); err != nil {
+		return bad("api-listen", "%v", err)
 	}
 	if (c.APITLSCert == "") != (c.APITLSKey == "") {
 		return bad("api-tls-cert", "--api-tls-cert and --api-tls-key go together")
@@ -257,16 +256,21 @@ func ParseCIDRs(ss []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func splitHostPort(s string) (string, int, error) {
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 {
-		return "", 0, errors.New("missing port")
+// checkListen accepts ip:port, [ipv6]:port, :port and localhost:port.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
 	}
-	p, err := strconv.Atoi(s[i+1:])
-	if err != nil || p < 0 || p > 65535 {
-		return "", 0, errors.New("bad port")
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: port must be 0-65535", addr)
 	}
-	return s[:i], p, nil
+	if host != "" && host != "localhost" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("%q: host must be an IP address, localhost or empty (all addresses)", addr)
+		}
+	}
+	return nil
 }
 
 // TokenPath and KeyPath are where generated secrets live in the data dir.

@@ -250,7 +250,16 @@ func (w *Waker) Wake(ctx context.Context, id string, r Request) (Result, error) 
 	if len(tried) > 0 {
 		outcome = tried[len(tried)-1]
 	} else if len(unusable) > 0 {
-		outcome = Attempt{Status: Offline, Detail: unusable[0].Detail}
+		// Prefer a reason from a transport this appliance runs ("no
+		// connection_request_url") over "not enabled".
+		why := unusable[0].Detail
+		for _, a := range unusable {
+			if _, enabled := w.cfg.Transports[a.Transport]; enabled {
+				why = a.Detail
+				break
+			}
+		}
+		outcome = Attempt{Status: Offline, Detail: why}
 	}
 	res.Status, res.Transport = outcome.Status, outcome.Transport
 	w.wakes.WithLabelValues(string(res.Transport), string(res.Status)).Inc()

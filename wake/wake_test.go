@@ -101,11 +101,12 @@ func TestDeviceOrderAndUnusable(t *testing.T) {
 		res.Attempts[1].Status != Offline || res.Attempts[2].Detail != "no binding" {
 		t.Fatalf("%+v", res)
 	}
-	// Nothing usable at all: offline with the first reason.
-	w2, _ := newWaker(t, map[registry.Transport]Transport{"udp": unusable{}}, registry.Device{ID: "d"})
-	res, _ = w2.Wake(context.Background(), "d", Request{Transports: []registry.Transport{"udp"}})
-	if res.Status != Offline || res.Transport != "" || len(res.Attempts) != 1 {
-		t.Fatalf("%+v", res)
+	// Nothing usable at all: offline, with the reason of a transport that
+	// runs here rather than "not enabled".
+	w2, devs := newWaker(t, map[registry.Transport]Transport{"udp": unusable{}}, registry.Device{ID: "d"})
+	res, _ = w2.Wake(context.Background(), "d", Request{Transports: []registry.Transport{"xmpp", "udp"}})
+	if res.Status != Offline || res.Transport != "" || len(res.Attempts) != 2 || devs.recs[0].Detail != "no binding" {
+		t.Fatalf("%+v %+v", res, devs.recs)
 	}
 }
 

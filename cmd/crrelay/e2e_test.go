@@ -220,6 +220,7 @@ func TestCLIErrors(t *testing.T) {
 		{"wake two ids", []string{"wake", "a", "b", "--token", "t"}, 2},
 		{"wake no token", []string{"wake", "a", "--data-dir", "/nonexistent"}, 2},
 		{"sim bad mode", []string{"sim", "http", "--modes", "digest-md4"}, 2},
+		{"check bad secret key", []string{"serve", "--check", "--secret-key", "nothex"}, 1},
 		{"wake unreachable api", []string{"wake", "a", "--token", "t", "--api", "http://127.0.0.1:1"}, 1},
 	}
 	for _, c := range cases {

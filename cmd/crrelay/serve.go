@@ -55,6 +55,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if _, err := httpcr.New(httpCfg); err != nil {
 			return err
 		}
+		if cfg.SecretKey != "" {
+			if _, err := registry.ParseKey(cfg.SecretKey); err != nil {
+				return fmt.Errorf("secret-key: %w", err)
+			}
+		}
 		fmt.Fprintln(stdout, "configuration OK")
 		return nil
 	}
@@ -216,6 +221,12 @@ func apiToken(cfg config.Config, stdout io.Writer, log *slog.Logger) (string, er
 	}
 	if err := f.Close(); err != nil {
 		return "", fmt.Errorf("api token: %w", err)
+	}
+	if os.Getenv("INVOCATION_ID") != "" {
+		// Under systemd stdout is the journal, readable by more people
+		// than the token file: point at the file instead.
+		log.Warn("generated an API token; read it from the file", "file", path)
+		return tok, nil
 	}
 	fmt.Fprintf(stdout, "Generated API token (shown once; also in %s):\n%s\n", path, tok)
 	return tok, nil
