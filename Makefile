@@ -5,8 +5,9 @@ GO       ?= go
 BIN      := bin/crrelay
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
-# Debian packages the interop tests use: Apache httpd with mod_auth_digest.
-TEST_DEBS := apache2 apache2-utils curl
+# Debian packages the interop tests use: Apache httpd with mod_auth_digest,
+# curl, and iproute2 + nftables for the real-NAT tests in network namespaces.
+TEST_DEBS := apache2 apache2-utils curl iproute2 nftables
 
 .PHONY: all build run test test-deps vet fuzz bench clean
 
