@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -172,4 +173,90 @@ func BenchmarkLoad(b *testing.B) {
 	b.ReportMetric(ms, "ms/load")
 	b.ReportMetric(perDevice, "bytes/device")
 	b.ReportMetric(float64(n), "devices")
+}
+
+// BenchmarkObserveBindingRefresh is the STUN server's hot path: keepalives
+// from 10,000 known devices, each 20s after the device's last (so keepalive
+// smoothing and NAT evidence run, and every other keepalive moves LastSeen
+// far enough to be marked for the flush, which runs meanwhile).
+func BenchmarkObserveBindingRefresh(b *testing.B) {
+	const n = 10_000
+	setup := func(b *testing.B) (*Registry, []BindingObservation) {
+		r := benchRegistry(b, n)
+		obs := make([]BindingObservation, n)
+		base := time.Now()
+		for i := range obs {
+			obs[i] = BindingObservation{
+				STUNUsername: testDevice(i).STUNUsername,
+				Mapped:       netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, byte(i >> 8), byte(i)}), 40000),
+				Local:        netip.MustParseAddrPort("198.51.100.1:3478"),
+				At:           base,
+			}
+			if res, err := r.ObserveBinding(obs[i]); err != nil || res.Outcome != BindingNew {
+				b.Fatal(res, err)
+			}
+		}
+		return r, obs
+	}
+	const keepalive = 20 * time.Second
+	b.Run("serial", func(b *testing.B) {
+		r, obs := setup(b)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			o := obs[i%n]
+			o.At = o.At.Add(time.Duration(i/n+1) * keepalive)
+			if res, err := r.ObserveBinding(o); err != nil || res.Outcome != BindingRefreshed {
+				b.Fatal(res, err)
+			}
+			i++
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		r, obs := setup(b)
+		var next atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			// Each goroutine its own devices, so each device's
+			// requests stay in order as a CPE's do.
+			w, p := int(next.Add(1)-1), runtime.GOMAXPROCS(0)
+			mine := max(1, n/p)
+			for k := 0; pb.Next(); k++ {
+				o := obs[(w+p*(k%mine))%n]
+				o.At = o.At.Add(time.Duration(k/mine+1) * keepalive)
+				if _, err := r.ObserveBinding(o); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkObserveBindingPending is a flood of binding requests for
+// usernames no device has, beyond the pending table's bound.
+func BenchmarkObserveBindingPending(b *testing.B) {
+	st := newMemStore()
+	r, err := New(st, Options{Key: testKey, MaxPendingBindings: 10_000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	users := make([]string, 100_000)
+	for i := range users {
+		users[i] = "unknown-" + strconv.Itoa(i)
+	}
+	o := BindingObservation{Mapped: netip.MustParseAddrPort("203.0.113.7:40000"), Local: netip.MustParseAddrPort("198.51.100.1:3478")}
+	base := time.Now()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		o.STUNUsername = users[i%len(users)]
+		o.At = base.Add(time.Duration(i) * time.Millisecond)
+		if res, err := r.ObserveBinding(o); err != nil || res.Outcome != BindingPending {
+			b.Fatal(res, err)
+		}
+		i++
+	}
 }

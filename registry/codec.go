@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
+	"time"
 	"unicode/utf8"
 )
 
@@ -141,16 +143,89 @@ func validPacked(p uint8) bool {
 }
 
 // Live is stored as JSON: it is rewritten often but is small, and fields
-// the transports add later decode from older records as zero values.
-func encodeLive(l *Live) ([]byte, error) { return json.Marshal(l) }
+// the transports add later decode from older records as zero values (and
+// older code ignores newer fields). A device's UDP binding rides in the
+// same record, so one flush op and one delete cover all its live state.
+type liveRecord struct {
+	Live
+	Binding *storedBinding `json:"udp_binding,omitempty"`
+}
 
-func decodeLive(b []byte) (*Live, error) {
-	var l Live
-	if err := json.Unmarshal(b, &l); err != nil {
-		return nil, err
+// storedBinding is binding as stored; only what outlives a restart.
+type storedBinding struct {
+	Mapped      netip.AddrPort `json:"mapped"`
+	Local       netip.AddrPort `json:"local"`
+	PrevMapped  netip.AddrPort `json:"prev_mapped,omitzero"`
+	FirstSeen   time.Time      `json:"first_seen"`
+	LastSeen    time.Time      `json:"last_seen"`
+	Keepalive   time.Duration  `json:"keepalive_ns,omitempty"`
+	Changes     int            `json:"changes,omitempty"`
+	LastChange  time.Time      `json:"last_change,omitzero"`
+	NATTimeout  time.Duration  `json:"nat_timeout_ns,omitempty"`
+	SurvivedGap time.Duration  `json:"survived_gap_ns,omitempty"`
+}
+
+// encodeLiveRecord encodes a device's live state and binding (either may
+// be nil). Nothing at all encodes as nil: the record is to be deleted.
+func encodeLiveRecord(l *Live, b *binding) ([]byte, error) {
+	var lr liveRecord
+	if l != nil {
+		lr.Live = *l
 	}
+	if b != nil {
+		lr.Binding = &storedBinding{
+			Mapped:      b.mapped,
+			Local:       b.local,
+			PrevMapped:  b.prev,
+			FirstSeen:   nsTime(b.first),
+			LastSeen:    nsTime(b.seen),
+			Keepalive:   b.keepalive,
+			Changes:     b.changes,
+			LastChange:  nsTime(b.changed),
+			NATTimeout:  b.natTimeout,
+			SurvivedGap: b.survived,
+		}
+	} else if l == nil {
+		return nil, nil
+	}
+	return json.Marshal(&lr)
+}
+
+// decodeLiveRecord decodes a stored live record; the binding is nil if it
+// has none. A binding that could not have been stored is an error.
+func decodeLiveRecord(v []byte) (*Live, *binding, error) {
+	var lr liveRecord
+	if err := json.Unmarshal(v, &lr); err != nil {
+		return nil, nil, err
+	}
+	l := &lr.Live
 	if len(l.Wakes) > MaxWakeRecords {
 		l.Wakes = l.Wakes[len(l.Wakes)-MaxWakeRecords:]
 	}
-	return &l, nil
+	sb := lr.Binding
+	if sb == nil {
+		return l, nil, nil
+	}
+	if !sb.Mapped.IsValid() || sb.Mapped.Port() == 0 || !sb.Local.IsValid() || sb.LastSeen.IsZero() ||
+		sb.Keepalive < 0 || sb.NATTimeout < 0 || sb.SurvivedGap < 0 || sb.Changes < 0 {
+		return nil, nil, errors.New("bad udp_binding")
+	}
+	return l, &binding{
+		mapped:     netip.AddrPortFrom(sb.Mapped.Addr().Unmap(), sb.Mapped.Port()),
+		local:      sb.Local,
+		prev:       sb.PrevMapped,
+		first:      timeNS(sb.FirstSeen),
+		seen:       timeNS(sb.LastSeen),
+		keepalive:  sb.Keepalive,
+		changes:    sb.Changes,
+		changed:    timeNS(sb.LastChange),
+		natTimeout: sb.NATTimeout,
+		survived:   sb.SurvivedGap,
+	}, nil
+}
+
+// decodeLive decodes a stored live record without its binding.
+func decodeLive(b []byte) (*Live, error) {
+	l, _, err := decodeLiveRecord(b)
+	return l, err
 }

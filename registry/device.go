@@ -59,11 +59,12 @@ type WakeRecord struct {
 // MaxWakeRecords is how many recent wake results the registry keeps per device.
 const MaxWakeRecords = 10
 
-// Live is the state the transports and the wake path write about a device
-// while the appliance runs: recent wake results today; the UDP binding
-// (Annex G) and the XMPP session (Annex K) join it as those transports land.
-// It is kept in memory and written to the store in batches, so frequent
-// updates do not cost a disk write each.
+// Live is the state the wake path writes about a device while the
+// appliance runs: recent wake results today; the XMPP session (Annex K)
+// joins it as that transport lands. It is kept in memory and written to the
+// store in batches, so frequent updates do not cost a disk write each. The
+// UDP binding (Annex G) is stored in the same record but kept apart in
+// memory, since it changes at every STUN keepalive: see Binding.
 type Live struct {
 	Wakes []WakeRecord `json:"wakes,omitempty"` // newest last, at most MaxWakeRecords
 }

@@ -9,9 +9,10 @@
 // address. Lookups take a shared lock only and never touch the disk; they
 // are the hot path of the STUN and XMPP servers. Memory is what limits how
 // many devices an appliance holds, so a device is packed into one string
-// plus 64 bytes, found through open-addressing indexes of 8-byte slots, and
-// List pages through sorted chunks rather than sorting per call: about 320
-// bytes a device in all at a million devices (BenchmarkLoad).
+// plus 72 bytes, found through open-addressing indexes of 8-byte slots, and
+// List pages through sorted chunks rather than sorting per call: about 330
+// bytes a device in all at a million devices (BenchmarkLoad), and 192 more
+// for a device with a UDP binding.
 //
 // # Durability
 //
@@ -24,12 +25,44 @@
 // concurrency while a lone write pays no batching delay. Writes to one
 // device are serialised; Update is an atomic read-modify-write.
 //
-// Live state (recent wake results; UDP bindings and XMPP sessions as those
-// transports land) changes far more often than devices do, up to every STUN
+// Live state (recent wake results, UDP bindings; XMPP sessions as that
+// transport lands) changes far more often than devices do, up to every STUN
 // keepalive. It is kept in memory, marked dirty, and written in one batch
-// every LiveFlushInterval (2s by default), by Flush, and by Close. A crash
-// loses at most the last interval of live state, never a device. Live
-// state is reloaded at start-up.
+// every LiveFlushInterval (2s by default), by Flush, and by Close: one
+// record per device, holding its wakes and its binding. A crash loses at
+// most the last interval of live state, never a device. Live state is
+// reloaded at start-up.
+//
+// # UDP bindings
+//
+// The STUN server reports every Binding Request that carries
+// CONNECTION-REQUEST-BINDING (TR-069 Annex G) through ObserveBinding; the
+// registry knows no STUN and keeps what it is told: the CPE's public
+// (mapped) address, the relay socket that received it, when it was first
+// and last seen, the CPE's keepalive interval, the changes of its mapping,
+// and what those reveal of the subscriber's NAT timeout (UDPBinding). The
+// device is found by STUN username, or, for a CPE that sends none, by the
+// udp_address the ACS registered. A username no device has yet goes to a
+// bounded, expiring pending table, and its binding is attached when Put or
+// Update gives a device that stun_username. A binding belongs to its STUN
+// identity: it goes with the device, and with a change of stun_username
+// (replaced by the pending binding of the new name, if any).
+//
+// ObserveBinding is the hottest path of the appliance. Each device's
+// binding is a small struct of its own behind its own lock, updated in
+// place under the registry's shared lock: a keepalive copies no live state
+// and allocates nothing. Persistence follows one rule: a binding that
+// changed (new, attached, dropped, Mapped or Local moved, a counted
+// BINDING-CHANGE, a NAT-timeout estimate disproved) is marked dirty at once
+// and written at the next flush; a keepalive that only moves LastSeen (and
+// the smoothed Keepalive and NAT evidence with it) marks it only once
+// LastSeen is BindingSeenPersistInterval (30s by default) past the copy
+// last written. A device thus costs at most one write per interval however
+// often it sends keepalives, and after a restart its LastSeen may lag the
+// truth by up to that interval plus LiveFlushInterval, never lead it
+// (UDPBinding.Restored says so until the next request). Bindings survive
+// restarts because the subscriber's NAT mapping does: a wake right after a
+// restart can use it.
 //
 // # Secrets
 //

@@ -77,8 +77,10 @@ func (r *Registry) Flush(ctx context.Context) error {
 }
 
 type liveItem struct {
-	id   string
-	live *Live // never changed once published, so encodable unlocked
+	id      string
+	live    *Live   // never changed once published, so encodable unlocked
+	bind    binding // a copy, taken under the binding's lock
+	hasBind bool
 }
 
 // flushReq takes the dirty live states and queues their write, or returns
@@ -110,7 +112,14 @@ func (r *Registry) flushReq(final bool) (*commitReq, error) {
 			continue
 		}
 		rec.dirty = false
-		items = append(items, liveItem{id: rec.id(), live: rec.live})
+		it := liveItem{id: rec.id(), live: rec.live}
+		if s := rec.bind.Load(); s != nil {
+			s.mu.Lock()
+			it.bind, it.hasBind = s.b, true
+			s.saved, s.queued = s.b.seen, false
+			s.mu.Unlock()
+		}
+		items = append(items, it)
 	}
 	if len(items) == 0 {
 		return nil, nil
@@ -118,11 +127,18 @@ func (r *Registry) flushReq(final bool) (*commitReq, error) {
 	req := newCommitReq(nil, nil)
 	req.build = func() ([]Op, error) {
 		ops := make([]Op, 0, len(items))
-		for _, it := range items {
-			v, err := encodeLive(it.live)
+		for i := range items {
+			it := &items[i]
+			var b *binding
+			if it.hasBind {
+				b = &it.bind
+			}
+			v, err := encodeLiveRecord(it.live, b)
 			if err != nil {
 				return nil, err
 			}
+			// v is nil when the device has no live state left (its
+			// binding was dropped): the op deletes the record.
 			ops = append(ops, Op{Bucket: BucketLive, Key: []byte(it.id), Value: v})
 		}
 		return ops, nil

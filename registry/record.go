@@ -3,6 +3,7 @@ package registry
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,7 +38,7 @@ func deviceStrings(d *Device) [nFields]string {
 }
 
 // record is a device as the in-memory index holds it: one string with every
-// field, end offsets into it and packed flags, 64 bytes plus the text. The
+// field, end offsets into it and packed flags, 72 bytes plus the text. The
 // index maps' string keys are substrings of data, so an id or STUN username
 // is stored once however many maps point at it. Device fields never change
 // once a record is published; a write publishes a new record.
@@ -46,7 +47,11 @@ type record struct {
 	created, updated int64  // Unix nanoseconds
 	// live is replaced, never changed in place, so a pointer taken under
 	// Registry.lmu can be read after the lock is dropped. nil = none.
-	live       *Live
+	live *Live
+	// bind is the UDP binding, nil = none. ObserveBinding sets it once
+	// (under Registry.mu shared); a write sets it on the record it is
+	// about to publish. Its contents have their own lock.
+	bind       atomic.Pointer[bindSlot]
 	end        [nFields]uint16 // where each field ends in data
 	transports uint8           // up to three 2-bit transport codes, first lowest
 	allowBasic bool

@@ -23,10 +23,26 @@ type Options struct {
 	// LiveFlushInterval is how often dirty live state is written to the
 	// store. Defaults to 2s.
 	LiveFlushInterval time.Duration
+	// BindingSeenPersistInterval is how far a UDP binding's LastSeen may
+	// run ahead of its stored copy before a keepalive that changes
+	// nothing else marks it for the next flush: keepalives cost one write
+	// per device per interval, not one each. Changes of the binding are
+	// marked at once whatever it is. Defaults to 30s.
+	BindingSeenPersistInterval time.Duration
+	// MaxPendingBindings bounds the bindings kept for STUN usernames no
+	// device has yet; the least recently seen is evicted first. Defaults
+	// to 100,000.
+	MaxPendingBindings int
+	// PendingBindingTTL is how long a pending binding is kept after its
+	// last binding request. Defaults to 10m.
+	PendingBindingTTL time.Duration
 }
 
-// DefaultLiveFlushInterval is LiveFlushInterval's default.
-const DefaultLiveFlushInterval = 2 * time.Second
+// Defaults of Options.
+const (
+	DefaultLiveFlushInterval          = 2 * time.Second
+	DefaultBindingSeenPersistInterval = 30 * time.Second
+)
 
 func (o *Options) validate() error {
 	if len(o.Key) != KeyLen {
@@ -34,6 +50,15 @@ func (o *Options) validate() error {
 	}
 	if o.LiveFlushInterval < 0 {
 		return fmt.Errorf("%w: LiveFlushInterval %v is negative", ErrInvalid, o.LiveFlushInterval)
+	}
+	if o.BindingSeenPersistInterval < 0 {
+		return fmt.Errorf("%w: BindingSeenPersistInterval %v is negative", ErrInvalid, o.BindingSeenPersistInterval)
+	}
+	if o.MaxPendingBindings < 0 {
+		return fmt.Errorf("%w: MaxPendingBindings %d is negative", ErrInvalid, o.MaxPendingBindings)
+	}
+	if o.PendingBindingTTL < 0 {
+		return fmt.Errorf("%w: PendingBindingTTL %v is negative", ErrInvalid, o.PendingBindingTTL)
 	}
 	return nil
 }
@@ -61,6 +86,12 @@ type Registry struct {
 	// (shared is enough) so live updates do not stall lookups.
 	lmu   sync.Mutex
 	dirty []string // ids whose live state awaits a flush; may repeat
+
+	// Bindings: each record's bindSlot has its own lock, which nests
+	// inside lmu (flushReq) but is never held while taking lmu
+	// (ObserveBinding). pendingBinds nests inside mu and lmu.
+	bindSeenEvery time.Duration
+	pendingBinds  pendingTable
 
 	queue     commitQueue
 	stopFlush chan struct{}
@@ -95,7 +126,11 @@ func New(store Store, opts Options) (*Registry, error) {
 		claims:    make(map[string]*writeOp),
 		stopFlush: make(chan struct{}),
 		flushDone: make(chan struct{}),
+
+		bindSeenEvery: cmp.Or(opts.BindingSeenPersistInterval, DefaultBindingSeenPersistInterval),
 	}
+	r.pendingBinds.init(cmp.Or(opts.MaxPendingBindings, DefaultMaxPendingBindings),
+		cmp.Or(opts.PendingBindingTTL, DefaultPendingBindingTTL))
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -163,7 +198,7 @@ func (r *Registry) load() error {
 			orphans = append(orphans, Op{Bucket: BucketLive, Key: append([]byte(nil), k...)})
 			return nil
 		}
-		l, err := decodeLive(v)
+		l, b, err := decodeLiveRecord(v)
 		if err != nil {
 			// Live state is what the appliance observed; it is
 			// relearnt, so losing it is no reason not to start.
@@ -171,6 +206,10 @@ func (r *Registry) load() error {
 			return nil
 		}
 		rec.live = l
+		if b != nil {
+			b.restored = true
+			rec.bind.Store(&bindSlot{b: *b, saved: b.seen})
+		}
 		return nil
 	})
 	if err != nil {

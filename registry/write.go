@@ -186,18 +186,48 @@ func (r *Registry) write(ctx context.Context, id string, mutate func(cur Device,
 	}
 
 	r.mu.Lock()
+	r.lmu.Lock()
 	if old != nil {
-		r.lmu.Lock()
 		rec.live, rec.dirty = old.live, old.dirty
-		r.lmu.Unlock()
 	}
+	r.handOnBindingLocked(old, rec, now)
+	r.lmu.Unlock()
 	r.idx.set(rec)
 	r.releaseLocked(op)
 	r.mu.Unlock()
 	return rec.device(), old == nil, nil
 }
 
-// Delete removes the device id and its live state, once durably.
+// handOnBindingLocked gives rec, about to replace old (nil for a new
+// device), its UDP binding. A binding belongs to the STUN identity that
+// sent it: rec keeps old's while the stun_username stays; when it is new
+// or changed, rec takes the pending binding of its username if there is
+// one, and otherwise has none. Either way a binding that came or went is
+// marked for the next flush. r.mu and r.lmu held.
+func (r *Registry) handOnBindingLocked(old, rec *record, now time.Time) {
+	user := rec.field(fSTUNUsername)
+	var had *bindSlot
+	if old != nil {
+		had = old.bind.Load()
+		if old.field(fSTUNUsername) == user {
+			rec.bind.Store(had)
+			return
+		}
+	}
+	if user != "" {
+		if b, ok := r.pendingBinds.take(user, now.UnixNano()); ok {
+			rec.bind.Store(&bindSlot{b: b, queued: true})
+			r.markDirtyLocked(rec)
+			return
+		}
+	}
+	if had != nil {
+		r.markDirtyLocked(rec) // rewrites the live record without it
+	}
+}
+
+// Delete removes the device id and its live state, UDP binding included,
+// once durably.
 func (r *Registry) Delete(ctx context.Context, id string) error {
 	op, err := r.acquire(ctx, id, true)
 	if err != nil {
