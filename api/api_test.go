@@ -10,11 +10,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -507,5 +509,32 @@ func TestConfigErrors(t *testing.T) {
 		if _, err := New(c.cfg); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+func TestBindingInState(t *testing.T) {
+	e := newEnv(t)
+	e.do("PUT", "/v1/devices/b1", goodDevice)
+	mapped := netip.MustParseAddrPort("203.0.113.9:40001")
+	local := netip.MustParseAddrPort("192.0.2.1:3478")
+	at := time.Now().Add(-time.Minute)
+	for i, m := range []netip.AddrPort{mapped, mapped, netip.MustParseAddrPort("203.0.113.9:40777")} {
+		if _, err := e.reg.ObserveBinding(registry.BindingObservation{STUNUsername: "stun-0001", Mapped: m, Local: local,
+			At: at.Add(time.Duration(i) * 25 * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, b, _ := e.do("GET", "/v1/devices/b1", "")
+	if code != 200 {
+		t.Fatalf("%d %s", code, b)
+	}
+	var d Device
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	bv := d.State.UDP.Binding
+	if bv == nil || bv.Mapped != "203.0.113.9:40777" || bv.PreviousMapped != mapped.String() || bv.Local != local.String() ||
+		bv.Changes != 1 || bv.RecommendedKeepaliveS <= 0 || bv.LastChange == nil {
+		t.Fatalf("binding view %s", b)
 	}
 }

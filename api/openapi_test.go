@@ -77,6 +77,8 @@ func TestOpenAPISchemas(t *testing.T) {
 		"Device":         jsonFields(Device{}),
 		"State":          jsonFields(State{}),
 		"TransportState": jsonFields(TransportState{}),
+		"UDPState":       jsonFields(UDPState{}),
+		"Binding":        jsonFields(Binding{}),
 		"WakeRecord":     jsonFields(registry.WakeRecord{}),
 		"DeviceList":     jsonFields(DeviceList{}),
 		"WakeRequest":    jsonFields(WakeRequest{}),

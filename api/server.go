@@ -37,6 +37,7 @@ func OpenAPI() []byte { return openAPI }
 type Registry interface {
 	Get(id string) (registry.Device, bool)
 	Live(id string) (registry.Live, bool)
+	Binding(id string) (registry.UDPBinding, bool)
 	Put(ctx context.Context, d registry.Device) (registry.Device, bool, error)
 	Update(ctx context.Context, id string, fn func(*registry.Device) error) (registry.Device, error)
 	Delete(ctx context.Context, id string) error
@@ -400,18 +401,26 @@ func (s *Server) state(d registry.Device, live registry.Live) *State {
 	if st.Wakes == nil {
 		st.Wakes = []registry.WakeRecord{}
 	}
+	last := func(t registry.Transport) *registry.WakeRecord {
+		for i := len(live.Wakes) - 1; i >= 0; i-- {
+			if live.Wakes[i].Transport == string(t) {
+				rec := live.Wakes[i]
+				return &rec
+			}
+		}
+		return nil
+	}
 	for _, sec := range []struct {
 		t   registry.Transport
 		dst *TransportState
-	}{{registry.TransportHTTP, &st.HTTP}, {registry.TransportUDP, &st.UDP}, {registry.TransportXMPP, &st.XMPP}} {
+	}{{registry.TransportHTTP, &st.HTTP}, {registry.TransportXMPP, &st.XMPP}} {
 		sec.dst.Enabled, sec.dst.Usable, sec.dst.Reason = s.cfg.Waker.Usable(d, sec.t)
-		for i := len(live.Wakes) - 1; i >= 0; i-- {
-			if live.Wakes[i].Transport == string(sec.t) {
-				rec := live.Wakes[i]
-				sec.dst.Last = &rec
-				break
-			}
-		}
+		sec.dst.Last = last(sec.t)
+	}
+	st.UDP.Enabled, st.UDP.Usable, st.UDP.Reason = s.cfg.Waker.Usable(d, registry.TransportUDP)
+	st.UDP.Last = last(registry.TransportUDP)
+	if b, ok := s.cfg.Registry.Binding(d.ID); ok {
+		st.UDP.Binding = bindingView(b)
 	}
 	return st
 }

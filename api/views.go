@@ -30,7 +30,7 @@ type Device struct {
 // last wake results (newest last).
 type State struct {
 	HTTP  TransportState        `json:"http"`
-	UDP   TransportState        `json:"udp"`
+	UDP   UDPState              `json:"udp"`
 	XMPP  TransportState        `json:"xmpp"`
 	Wakes []registry.WakeRecord `json:"wakes"`
 }
@@ -42,6 +42,51 @@ type TransportState struct {
 	Usable  bool                 `json:"usable"`
 	Reason  string               `json:"reason,omitempty"`
 	Last    *registry.WakeRecord `json:"last,omitempty"`
+}
+
+// UDPState is the UDP (Annex G) section: the transport state plus the
+// binding the STUN server learned, when there is one.
+type UDPState struct {
+	Enabled bool                 `json:"enabled"`
+	Usable  bool                 `json:"usable"`
+	Reason  string               `json:"reason,omitempty"`
+	Last    *registry.WakeRecord `json:"last,omitempty"`
+	Binding *Binding             `json:"binding,omitempty"`
+}
+
+// Binding is a CPE's NAT binding as the STUN server learned it.
+type Binding struct {
+	Mapped         string     `json:"mapped"`                    // public ip:port, where UDP connection requests go
+	Local          string     `json:"local"`                     // relay socket they leave from
+	PreviousMapped string     `json:"previous_mapped,omitempty"` // before the last change
+	FirstSeen      time.Time  `json:"first_seen"`
+	LastSeen       time.Time  `json:"last_seen"`
+	KeepaliveS     float64    `json:"keepalive_s"` // observed interval between binding requests, 0 until known
+	Changes        int        `json:"changes"`
+	LastChange     *time.Time `json:"last_change,omitempty"`
+	// NATTimeoutS estimates the subscriber's NAT UDP timeout from a change
+	// after a silent gap; absent while unknown.
+	NATTimeoutS float64 `json:"nat_timeout_s,omitempty"`
+	// RecommendedKeepaliveS is a STUNMaximumKeepAlivePeriod to set on the CPE.
+	RecommendedKeepaliveS int `json:"recommended_keepalive_s"`
+	// Restored: loaded from disk at start-up, no request seen since.
+	Restored bool `json:"restored"`
+}
+
+func bindingView(b registry.UDPBinding) *Binding {
+	v := &Binding{
+		Mapped: b.Mapped.String(), Local: b.Local.String(), FirstSeen: b.FirstSeen, LastSeen: b.LastSeen,
+		KeepaliveS: b.Keepalive.Seconds(), Changes: b.Changes, NATTimeoutS: b.NATTimeout.Seconds(),
+		RecommendedKeepaliveS: int(b.RecommendedKeepalive().Seconds()), Restored: b.Restored,
+	}
+	if b.PrevMapped.IsValid() {
+		v.PreviousMapped = b.PrevMapped.String()
+	}
+	if !b.LastChange.IsZero() {
+		lc := b.LastChange
+		v.LastChange = &lc
+	}
+	return v
 }
 
 // DeviceList is one page of devices. NextCursor is empty on the last page.
