@@ -53,6 +53,38 @@
 // simulator is a client of the appliance like any CPE, never a back door
 // into it). Fleet.Stats and HTTPCPE.Counters count what the CPEs saw.
 //
-// The STUN (TR-069 Annex G) and XMPP (Annex K) sides of a CPE will join
-// the fleet as further CPE kinds beside HTTPCPE.
+// # STUN CPEs and UDP connection requests
+//
+// A STUNCPE is the TR-111 side of a CPE (TR-069 Annex G), behaving like
+// deployed agents (PROTOCOL-NOTES §1). It owns one UDP socket, as a real
+// CPE does: its Binding Requests leave from it, so its NAT mapping is the
+// address the relay learns, and UDP connection requests arrive on it.
+//
+//   - Binding Requests are classic RFC 3489 (16 random bytes of
+//     transaction id, no magic cookie) with USERNAME padded with spaces
+//     and CONNECTION-REQUEST-BINDING; RFC5389 makes an RFC 5389 client.
+//   - The first carries no MESSAGE-INTEGRITY. After a 401 the CPE asks
+//     again at once with it, HMAC-SHA1 keyed by the STUNPassword over the
+//     message zero-padded to 64 bytes (RFC 3489 11.2.8), and keeps it.
+//   - ERROR-CODE is read only as the first attribute. 431 and other
+//     errors make it back off; responses must echo all 16 bytes of the
+//     transaction id, and a wrong MESSAGE-INTEGRITY voids a response.
+//   - One request per Keepalive, retransmitted while unanswered (RFC 3489
+//     9.3 timers); when the mapped address changes, the next request,
+//     sent at once, carries BINDING-CHANGE.
+//   - A UDP connection request is accepted when its sig is right (hex in
+//     either case), un is the ConnectionRequestUsername, its id is new
+//     and its ts greater than the last accepted one: of two requests in
+//     one second the second is dropped, and an ACS's retransmitted copies
+//     count as duplicates. Nothing is ever answered.
+//
+// STUNCPE.Run keeps a binding and listens; STUNCPE.BindOnce does one
+// exchange. STUNCPE.Counters counts requests, answers, errors, binding
+// changes, and connection requests accepted and rejected by reason.
+// NewSTUNFleet generates STUN CPEs with credentials derived from a seed,
+// each on its own socket when STUNFleet.Run runs them; STUNFleet.Devices
+// and STUNFleet.Register give the appliance what it needs to know.
+//
+// The XMPP (Annex K) side of a CPE will join the simulator as a further
+// CPE kind.
 package sim
