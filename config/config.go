@@ -44,6 +44,15 @@ type Config struct {
 	WakeTimeout    time.Duration `yaml:"wake_timeout" flag:"wake-timeout" usage:"default bound on one wake"`
 	WakeMaxTimeout time.Duration `yaml:"wake_max_timeout" flag:"wake-max-timeout" usage:"largest timeout_ms a caller may ask for"`
 
+	STUNListen         []string      `yaml:"stun_listen" flag:"stun-listen" usage:"UDP addresses of the TR-111 STUN server, comma-separated (IPv4 and IPv6); empty = no STUN server"`
+	STUNAlternate      string        `yaml:"stun_alternate" flag:"stun-alternate" usage:"alternate ip:port for CHANGE-REQUEST and CHANGED-ADDRESS (RFC 3489 NAT discovery); empty = none"`
+	STUNIntegrity      string        `yaml:"stun_integrity" flag:"stun-integrity" usage:"MESSAGE-INTEGRITY policy: off, optional or required"`
+	STUNSockets        int           `yaml:"stun_sockets" flag:"stun-sockets" usage:"SO_REUSEPORT sockets per STUN address (0 = one per CPU)"`
+	STUNRatePerSource  int           `yaml:"stun_rate_per_source" flag:"stun-rate-per-source" usage:"STUN requests per second allowed from one source IP (0 = unlimited)"`
+	STUNBindingTTL     time.Duration `yaml:"stun_binding_ttl" flag:"stun-binding-ttl" usage:"a UDP binding not refreshed for this long is stale: no UDP connection request is sent to it"`
+	UDPCRRetransmits   int           `yaml:"udp_cr_retransmits" flag:"udp-cr-retransmits" usage:"extra identical copies of each UDP connection request"`
+	UDPAllowRegistered bool          `yaml:"udp_allow_registered_address" flag:"udp-allow-registered-address" usage:"without a STUN binding, send UDP connection requests to the device's registered udp_address (off: only to bindings learned by STUN)"`
+
 	HTTPConnectTimeout     time.Duration `yaml:"http_cr_connect_timeout" flag:"http-cr-connect-timeout" usage:"TCP (and TLS) connect timeout of HTTP connection requests"`
 	HTTPTimeout            time.Duration `yaml:"http_cr_timeout" flag:"http-cr-timeout" usage:"bound on one HTTP connection request, both round trips"`
 	HTTPAllowBasic         bool          `yaml:"http_cr_allow_basic" flag:"http-cr-allow-basic" usage:"allow Basic auth for every device (clear-text password; off by default)"`
@@ -71,6 +80,11 @@ func Default() Config {
 		WakeTransports:     []string{"xmpp", "udp", "http"},
 		WakeTimeout:        10 * time.Second,
 		WakeMaxTimeout:     60 * time.Second,
+		STUNListen:         []string{"0.0.0.0:3478"},
+		STUNIntegrity:      "optional",
+		STUNRatePerSource:  50,
+		STUNBindingTTL:     10 * time.Minute,
+		UDPCRRetransmits:   2,
 		HTTPConnectTimeout: 3 * time.Second,
 		HTTPTimeout:        10 * time.Second,
 		HTTPMaxConcurrent:  1024,
@@ -221,6 +235,33 @@ func (c Config) Validate() error {
 		if t != "xmpp" && t != "udp" && t != "http" {
 			return bad("wake-transports", "%q is not xmpp, udp or http", t)
 		}
+	}
+	for _, a := range c.STUNListen {
+		if err := checkListen(a); err != nil {
+			return bad("stun-listen", "%v", err)
+		}
+	}
+	if c.STUNAlternate != "" {
+		if _, err := netip.ParseAddrPort(c.STUNAlternate); err != nil {
+			return bad("stun-alternate", "%q is not ip:port", c.STUNAlternate)
+		}
+	}
+	switch c.STUNIntegrity {
+	case "off", "optional", "required":
+	default:
+		return bad("stun-integrity", "%q is not off, optional or required", c.STUNIntegrity)
+	}
+	if c.STUNSockets < 0 || c.STUNSockets > 64 {
+		return bad("stun-sockets", "must be 0 to 64")
+	}
+	if c.STUNRatePerSource < 0 {
+		return bad("stun-rate-per-source", "must not be negative")
+	}
+	if c.STUNBindingTTL <= 0 {
+		return bad("stun-binding-ttl", "must be positive")
+	}
+	if c.UDPCRRetransmits < 0 || c.UDPCRRetransmits > 5 {
+		return bad("udp-cr-retransmits", "must be 0 to 5")
 	}
 	if c.HTTPMaxConcurrent < 1 || c.HTTPMaxPerHost < 1 {
 		return bad("http-cr-max-concurrent", "concurrency limits must be at least 1")

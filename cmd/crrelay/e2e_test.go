@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,14 +16,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crrelay/crrelay/api"
 	"github.com/crrelay/crrelay/apiclient"
 	"github.com/crrelay/crrelay/config"
+	"github.com/crrelay/crrelay/registry"
 	"github.com/crrelay/crrelay/sim"
 )
 
 // appliance is one `crrelay serve` running in-process.
 type appliance struct {
 	url    string
+	stun   string // first STUN address, ip:port
 	stdout *syncBuffer
 	done   chan error
 	cancel context.CancelFunc
@@ -45,7 +49,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var startedRE = regexp.MustCompile(`crrelay started.*api=(https?://[0-9.:]+)`)
+var startedRE = regexp.MustCompile(`crrelay started.*api=(https?://[0-9.:]+) stun=([0-9.:,\[\]a-f]*)`)
 
 // startAppliance runs serve and returns once its log says where the API
 // listens: the log line is the readiness signal, no polling.
@@ -54,27 +58,28 @@ func startAppliance(t *testing.T, dataDir string, extra ...string) *appliance {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	a := &appliance{stdout: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
-	args := append([]string{"serve", "--data-dir", dataDir, "--api-listen", "127.0.0.1:0",
+	args := append([]string{"serve", "--data-dir", dataDir, "--api-listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0",
 		"--http-cr-allow-cidrs", "127.0.0.0/8", "--log-level", "info"}, extra...)
 	go func() {
 		err := run(ctx, args, a.stdout, pw)
 		pw.Close()
 		a.done <- err
 	}()
-	addr := make(chan string, 1)
+	addr := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			if m := startedRE.FindStringSubmatch(sc.Text()); m != nil {
 				select {
-				case addr <- m[1]:
+				case addr <- m[1:]:
 				default:
 				}
 			}
 		}
 	}()
 	select {
-	case a.url = <-addr:
+	case m := <-addr:
+		a.url, a.stun = m[0], strings.Split(m[1], ",")[0]
 	case err := <-a.done:
 		t.Fatalf("serve exited: %v", err)
 	case <-time.After(30 * time.Second):
@@ -294,5 +299,67 @@ func TestSystemdNotify(t *testing.T) {
 	app.stop(t)
 	if got := read(); got != "STOPPING=1" {
 		t.Fatalf("second notification %q", got)
+	}
+}
+
+// TestUDPConnectionRequestEndToEnd: simulated TR-111 CPEs bind through the
+// appliance's STUN server (integrity required: 401, then the padded
+// HMAC), and a wake through the API reaches each of them as a valid
+// Annex G datagram.
+func TestUDPConnectionRequestEndToEnd(t *testing.T) {
+	app := startAppliance(t, t.TempDir(), "--api-token", "tok", "--stun-integrity", "required")
+	server := netip.MustParseAddrPort(app.stun)
+	bound := make(chan string, 16)
+	woken := make(chan string, 64)
+	fleet, err := sim.NewSTUNFleet(sim.STUNFleetConfig{
+		Prefix: "udp-", Count: 4, Server: server, Keepalive: time.Hour, RFC5389Every: 2, Seed: 3,
+		OnBinding: func(name string, _ netip.AddrPort, _ time.Time) { bound <- name },
+		OnWake:    func(name string, _ time.Time) { woken <- name },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &apiclient.Client{BaseURL: app.url, Token: "tok"}
+	if err := fleet.Register(context.Background(), stunRegistrar{client}, 4); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fleet.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for range 4 {
+		select {
+		case <-bound:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("CPEs did not bind: %+v", fleet.Stats())
+		}
+	}
+	for _, d := range fleet.Devices() {
+		res, err := client.Wake(context.Background(), d.ID, api.WakeRequest{Transports: []registry.Transport{"udp"}})
+		if err != nil || res.Status != "sent" {
+			t.Fatalf("wake %s: %v %+v", d.ID, err, res)
+		}
+		select {
+		case name := <-woken:
+			if name != d.ID {
+				t.Fatalf("woke %s, expected %s", name, d.ID)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s did not receive its connection request: %+v", d.ID, fleet.CPE(d.ID).Counters())
+		}
+		got, err := client.GetDevice(context.Background(), d.ID)
+		if err != nil || got.State.UDP.Binding == nil || !got.State.UDP.Usable {
+			t.Fatalf("device state: %v %+v", err, got.State)
+		}
+	}
+	st := fleet.Stats().Total
+	if st.Unauthorized < 4 || st.CRRejected.BadSignature+st.CRRejected.WrongUsername+st.CRRejected.Stale != 0 {
+		t.Fatalf("CPE counters: %+v", st)
+	}
+	// A device without a binding is offline for UDP, with the reason.
+	client.PutDevice(context.Background(), "nobind", apiclient.DeviceInput{})
+	res, err := client.Wake(context.Background(), "nobind", api.WakeRequest{Transports: []registry.Transport{"udp"}})
+	if err != nil || res.Status != "offline" || !strings.Contains(res.Attempts[0].Detail, "no STUN binding") {
+		t.Fatalf("wake without binding: %v %+v", err, res)
 	}
 }

@@ -4,7 +4,7 @@
 //	crrelay serve [flags]          run the appliance
 //	crrelay device put|get|list|delete ...
 //	crrelay wake ID [--transport T] [--timeout D]
-//	crrelay sim http [flags]       run simulated CPEs
+//	crrelay sim http|stun [flags]  run simulated CPEs
 //	crrelay version
 //
 // This package only wires: protocol logic lives in the packages it calls.
@@ -68,6 +68,7 @@ commands:
   device delete ID              forget a device
   wake ID [--transport T]       send a connection request; exit 0 only if delivered or sent
   sim http [flags]              run simulated HTTP CPEs (optionally registering them)
+  sim stun [flags]              run simulated TR-111 STUN CPEs (optionally registering them)
   version                       print the version
 
 Client commands take --api (env CRRELAY_API, default http://127.0.0.1:8547)

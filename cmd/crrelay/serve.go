@@ -26,6 +26,7 @@ import (
 	"github.com/crrelay/crrelay/config"
 	"github.com/crrelay/crrelay/httpcr"
 	"github.com/crrelay/crrelay/registry"
+	"github.com/crrelay/crrelay/stun/stunserver"
 	"github.com/crrelay/crrelay/wake"
 )
 
@@ -54,6 +55,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if check {
 		if _, err := httpcr.New(httpCfg); err != nil {
 			return err
+		}
+		if len(cfg.STUNListen) > 0 {
+			sc, _, err := stunConfig(cfg)
+			if err != nil {
+				return err
+			}
+			sc.Registry = noRegistry{}
+			if _, err := stunserver.New(sc); err != nil {
+				return err
+			}
 		}
 		if cfg.SecretKey != "" {
 			if _, err := registry.ParseKey(cfg.SecretKey); err != nil {
@@ -106,9 +117,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	for _, t := range cfg.WakeTransports {
 		order = append(order, registry.Transport(t))
 	}
+	transports := map[registry.Transport]wake.Transport{registry.TransportHTTP: wake.HTTP{Client: hc}}
+	var st *stunSetup
+	if len(cfg.STUNListen) > 0 {
+		st, err = setupSTUN(cfg, reg, metrics, log.With("part", "stun"))
+		if err != nil {
+			return err
+		}
+		defer st.close()
+		transports[registry.TransportUDP] = st.transport
+	}
 	waker, err := wake.New(wake.Config{
 		Devices:    reg,
-		Transports: map[registry.Transport]wake.Transport{registry.TransportHTTP: wake.HTTP{Client: hc}},
+		Transports: transports,
 		Default:    order,
 		Timeout:    cfg.WakeTimeout,
 		MaxTimeout: cfg.WakeMaxTimeout,
@@ -147,11 +168,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if apiTLS != nil {
 		scheme = "https"
 	}
-	log.Info("crrelay started", "version", version, "api", scheme+"://"+ln.Addr().String(),
-		"data_dir", cfg.DataDir, "devices", reg.Len())
-
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, ln, apiTLS) })
+	var stunAddrs []string
+	if st != nil {
+		for _, c := range st.conns {
+			g.Go(func() error { return st.srv.Serve(gctx, c) })
+		}
+		stunAddrs = st.bound
+	}
+	log.Info("crrelay started", "version", version, "api", scheme+"://"+ln.Addr().String(),
+		"stun", strings.Join(stunAddrs, ","), "data_dir", cfg.DataDir, "devices", reg.Len())
 	ready.Store(true)
 	if err := sdNotify("READY=1\nSTATUS=serving"); err != nil {
 		log.Warn("sd_notify", "err", err)
@@ -294,4 +321,12 @@ func httpcrConfig(cfg config.Config) (httpcr.Config, error) {
 		hc.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	return hc, nil
+}
+
+// noRegistry lets --check build a STUN server to validate its settings.
+type noRegistry struct{}
+
+func (noRegistry) BySTUNUsername(string) (registry.Device, bool) { return registry.Device{}, false }
+func (noRegistry) ObserveBinding(registry.BindingObservation) (registry.BindingResult, error) {
+	return registry.BindingResult{}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,8 +35,11 @@ func (r simRegistrar) PutDevice(ctx context.Context, d sim.Device) error {
 }
 
 func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "stun" {
+		return simSTUNCmd(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "http" {
-		return fmt.Errorf("%w: sim needs a kind of CPE: http", errUsage)
+		return fmt.Errorf("%w: sim needs a kind of CPE: http or stun", errUsage)
 	}
 	fs := flag.NewFlagSet("crrelay sim http", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -134,4 +138,77 @@ func printSimStats(w io.Writer, st sim.Stats) {
 	}
 	row("total", st.Total)
 	tw.Flush()
+}
+
+// stunRegistrar registers simulated STUN CPEs through the public API.
+type stunRegistrar struct{ c *apiclient.Client }
+
+func (r stunRegistrar) PutSTUNDevice(ctx context.Context, d sim.STUNDevice) error {
+	_, err := r.c.PutDevice(ctx, d.ID, apiclient.DeviceInput{
+		STUNUsername: &d.STUNUsername, STUNPassword: &d.STUNPassword,
+		Username: &d.Username, Password: &d.Password, Transports: d.Transports,
+	})
+	return err
+}
+
+// simSTUNCmd runs simulated TR-111 CPEs, each on its own UDP socket,
+// keeping a binding with the appliance's STUN server and validating the
+// UDP connection requests that reach them.
+func simSTUNCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("crrelay sim stun", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	server := fs.String("server", "127.0.0.1:3478", "the appliance's STUN address (ip:port)")
+	count := fs.Int("count", 10, "how many CPEs (each opens its own socket)")
+	prefix := fs.String("prefix", sim.DefaultSTUNPrefix, "device id prefix; ids are <prefix>000001, ...")
+	keepalive := fs.Duration("keepalive", sim.DefaultSTUNKeepalive, "interval between binding requests")
+	rfc5389Every := fs.Int("rfc5389-every", 0, "every Nth CPE speaks RFC 5389 instead of classic RFC 3489")
+	seed := fs.Int64("seed", 1, "seed of the generated credentials (0 = random)")
+	register := fs.Bool("register", false, "register every CPE with the appliance through its API")
+	concurrency := fs.Int("concurrency", 16, "parallel registrations")
+	if err := fs.Parse(args); err != nil {
+		return errors.Join(errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	srv, err := netip.ParseAddrPort(*server)
+	if err != nil {
+		return fmt.Errorf("%w: --server: %v", errUsage, err)
+	}
+	fleet, err := sim.NewSTUNFleet(sim.STUNFleetConfig{
+		Prefix: *prefix, Count: *count, Server: srv, Keepalive: *keepalive, RFC5389Every: *rfc5389Every, Seed: *seed,
+		OnWake: func(name string, at time.Time) {
+			fmt.Fprintf(stdout, "%s %s: UDP connection request accepted\n", at.Format("15:04:05.000"), name)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *register {
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		if err := fleet.Register(ctx, stunRegistrar{c}, *concurrency); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "registered %d CPEs with %s\n", *count, cf.api)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTUN USERNAME\tCR USERNAME")
+	for _, d := range fleet.Devices() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.ID, d.STUNUsername, d.Username)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "%d simulated TR-111 CPEs binding with %s every %s; Ctrl-C prints their counters\n", *count, srv, *keepalive)
+	err = fleet.Run(ctx)
+	st := fleet.Stats()
+	t := st.Total
+	fmt.Fprintf(stdout, "CPEs %d, bound %d; binding requests %d, responses %d, 401 %d, integrity errors %d, binding changes %d\n",
+		st.CPEs, st.Bound, t.Requests, t.Responses, t.Unauthorized, t.IntegrityErrors, t.BindingChanges)
+	fmt.Fprintf(stdout, "UDP connection requests accepted %d; rejected: bad signature %d, wrong un %d, duplicate %d, stale ts %d, malformed %d\n",
+		t.CRAccepted, t.CRRejected.BadSignature, t.CRRejected.WrongUsername, t.CRRejected.Duplicate, t.CRRejected.Stale, t.CRRejected.Malformed)
+	return err
 }
