@@ -7,27 +7,36 @@
 //   - the same through the appliance (bin/crrelay serve as its own process,
 //     woken through the API);
 //   - API wake latency, p50 and p99, one wake at a time;
+//   - STUN answers per second and per CPU-second of crrelay, against
+//     coturn in STUN-only mode (installed from Debian when missing), both
+//     loaded by the same batched generator (stunload.go): crrelay with
+//     TR-111 Binding Requests of 100,000 registered devices, coturn with
+//     plain RFC 5389 ones; server CPU time from /proc;
+//   - the time to register those devices through the API;
+//   - UDP connection requests dispatched per second through the API, to
+//     devices that each bound from a socket of their own;
 //   - registry load time and memory per device at 1,000,000 devices (the
 //     registry's BenchmarkLoad, run with that many devices).
 //
-// The load generator shares the machine with what it measures; figures are
-// for comparing runs on the same box, not absolute.
+// Flags skip sections (-http=false, -stun=false, -coturn=false,
+// -udp-cr=false, -registry-devices 0) and size them; see -help.
+//
+// The load generators share the machine with what they measure, and the
+// notes of each row say how much CPU each side used and what limited the
+// figure; figures are for comparing runs on the same box, not absolute.
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -42,32 +51,115 @@ import (
 
 type row struct{ name, result, goal, note string }
 
+// options are the bench's flags.
+type options struct {
+	http     bool // the HTTP connection request rows
+	duration time.Duration
+	conc     int
+	cpes     int
+	latencyN int
+	devices  int // registry load figure
+	binary   string
+	stun     stunOptions
+}
+
 func main() {
-	duration := flag.Duration("duration", 3*time.Second, "length of each throughput run")
-	conc := flag.Int("concurrency", 64, "concurrent connection requests in throughput runs")
-	cpes := flag.Int("cpes", 1000, "simulated CPEs")
-	latencyN := flag.Int("latency-wakes", 2000, "sequential API wakes for the latency figures")
-	devices := flag.Int("registry-devices", 1000000, "devices for the registry load figure (0 skips it)")
-	binary := flag.String("crrelay", "bin/crrelay", "the crrelay binary to run for the API figures")
+	var o options
+	flag.BoolVar(&o.http, "http", true, "measure HTTP connection requests (httpcr and through the API) and API wake latency")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "length of each HTTP throughput run")
+	flag.IntVar(&o.conc, "concurrency", 64, "concurrent connection requests in HTTP throughput runs")
+	flag.IntVar(&o.cpes, "cpes", 1000, "simulated CPEs")
+	flag.IntVar(&o.latencyN, "latency-wakes", 2000, "sequential API wakes for the latency figures")
+	flag.IntVar(&o.devices, "registry-devices", 1000000, "devices for the registry load figure (0 skips it)")
+	flag.StringVar(&o.binary, "crrelay", "bin/crrelay", "the crrelay binary to run for the API and STUN figures")
+
+	s := &o.stun
+	flag.BoolVar(&s.stun, "stun", true, "measure STUN answers of coturn and crrelay")
+	flag.BoolVar(&s.coturn, "coturn", true, "include coturn (installed from Debian when missing) in the STUN figures")
+	flag.BoolVar(&s.udpCR, "udp-cr", true, "measure UDP connection requests dispatched through the API")
+	flag.IntVar(&s.devices, "stun-devices", 100000, "devices (distinct STUN usernames) crrelay's STUN requests come from")
+	flag.DurationVar(&s.load.duration, "stun-duration", 5*time.Second, "measured window of each STUN run")
+	flag.DurationVar(&s.load.warmup, "stun-warmup", 2*time.Second, "warm-up before each STUN window (at least one pass over all devices)")
+	flag.IntVar(&s.load.sockets, "stun-gen-sockets", 16, "source sockets of the STUN load generator")
+	flag.IntVar(&s.load.window, "stun-window", 512, "STUN requests outstanding, over all source sockets")
+	flag.IntVar(&s.load.batch, "stun-batch", 32, "datagrams per sendmmsg/recvmmsg")
+	flag.IntVar(&s.srvSocks, "stun-sockets", runtime.NumCPU(), "crrelay --stun-sockets (coturn runs one UDP thread per CPU)")
+	flag.StringVar(&s.integrity, "stun-integrity", "required", "crrelay --stun-integrity: off, optional or required")
+	flag.IntVar(&s.rounds, "stun-rounds", 3, "alternating rounds of coturn and crrelay; figures are medians")
+	flag.IntVar(&s.regConc, "register-concurrency", 64, "concurrent API PUTs when registering STUN devices")
+	flag.IntVar(&s.wake.devices, "udp-cr-devices", 5000, "devices woken by UDP connection requests, each binding from its own socket")
+	flag.DurationVar(&s.wake.duration, "udp-cr-duration", 5*time.Second, "length of the UDP connection request run")
+	flag.IntVar(&s.wake.conc, "udp-cr-concurrency", 128, "concurrent API wakes in the UDP connection request run")
+	cpuprofile := flag.String("cpuprofile", "", "write the bench's own CPU profile (the load generators) to this file")
 	flag.Parse()
-	if err := run(*duration, *conc, *cpes, *latencyN, *devices, *binary); err != nil {
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(o); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(duration time.Duration, conc, cpes, latencyN, devices int, binary string) error {
+func run(o options) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var rows []row
 
+	// 1 to 3. HTTP connection requests.
+	if o.http {
+		r, err := httpSection(ctx, o)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+	}
+
+	// 4. STUN answers against coturn, and UDP connection requests.
+	rows = append(rows, stunSection(ctx, o.binary, o.stun)...)
+
+	// 5. Registry at scale.
+	if o.devices > 0 {
+		fmt.Fprintf(os.Stderr, "registry: loading %d devices...\n", o.devices)
+		r, err := registryLoad(o.devices)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+	}
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "\ncrrelay bench (%s, %d CPUs)\n", time.Now().UTC().Format(time.DateTime), numCPU())
+	fmt.Fprintln(tw, "BENCHMARK\tRESULT\tGOAL\tNOTES")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.name, r.result, r.goal, r.note)
+	}
+	return tw.Flush()
+}
+
+// httpSection measures HTTP connection requests: httpcr straight to a
+// simulated fleet, then through the appliance.
+func httpSection(ctx context.Context, o options) ([]row, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	duration, conc, cpes := o.duration, o.conc, o.cpes
+	var rows []row
 	fleet, err := sim.NewFleet(sim.FleetConfig{Prefix: "bench-", Count: cpes, Modes: []sim.Mode{sim.ModeDigestMD5}, Seed: 42})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fdone := make(chan error, 1)
 	go func() { fdone <- fleet.Serve(ctx, ln) }()
@@ -78,11 +170,11 @@ func run(duration time.Duration, conc, cpes, latencyN, devices int, binary strin
 	// 1. httpcr straight to the fleet.
 	policy, err := httpcr.NewPolicy(mustPrefixes("127.0.0.0/8"), nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	client, err := httpcr.New(httpcr.Config{Policy: policy, MaxConcurrent: conc, MaxPerHost: conc})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(os.Stderr, "httpcr → %d simulated CPEs, %d concurrent, %v...\n", cpes, conc, duration)
 	before := fleet.Stats()
@@ -97,29 +189,12 @@ func run(duration time.Duration, conc, cpes, latencyN, devices int, binary strin
 		fmt.Sprintf("%d ok, %d failed, p50 %s p99 %s, %d TCP conns", n, fails, pct(lat, 50), pct(lat, 99), after.Connections-before.Connections)})
 
 	// 2 and 3. Through the appliance, as its own process.
-	apiRows, err := throughAppliance(ctx, binary, fleet, base, duration, conc, latencyN)
+	apiRows, err := throughAppliance(ctx, o.binary, fleet, base, duration, conc, o.latencyN)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rows = append(rows, apiRows...)
-
-	// 4. Registry at scale.
-	if devices > 0 {
-		fmt.Fprintf(os.Stderr, "registry: loading %d devices...\n", devices)
-		r, err := registryLoad(devices)
-		if err != nil {
-			return err
-		}
-		rows = append(rows, r...)
-	}
-
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "\ncrrelay bench (%s, %d CPUs)\n", time.Now().UTC().Format(time.DateTime), numCPU())
-	fmt.Fprintln(tw, "BENCHMARK\tRESULT\tGOAL\tNOTES")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.name, r.result, r.goal, r.note)
-	}
-	return tw.Flush()
+	return rows, nil
 }
 
 // load runs f from conc workers for d and returns successes, failures and
@@ -170,49 +245,22 @@ func (r registrar) PutDevice(ctx context.Context, d sim.Device) error {
 	return err
 }
 
-var startedRE = regexp.MustCompile(`crrelay started.*api=(http://[0-9.:]+)`)
-
 func throughAppliance(ctx context.Context, binary string, fleet *sim.Fleet, base string, d time.Duration, conc, latencyN int) ([]row, error) {
-	if _, err := os.Stat(binary); err != nil {
-		return nil, fmt.Errorf("%s: %w (run make build)", binary, err)
-	}
-	dir, err := os.MkdirTemp("", "crrelay-bench-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	const token = "bench-token"
-	cmd := exec.CommandContext(ctx, binary, "serve", "--data-dir", filepath.Join(dir, "data"), "--api-listen", "127.0.0.1:0",
-		"--api-token", token, "--http-cr-allow-cidrs", "127.0.0.0/8",
-		"--http-cr-max-per-host", fmt.Sprint(conc))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			if m := startedRE.FindStringSubmatch(sc.Text()); m != nil && !sent {
-				addr <- m[1]
-				sent = true
-			}
+	args := []string{"--http-cr-allow-cidrs", "127.0.0.0/8", "--http-cr-max-per-host", fmt.Sprint(conc)}
+	if serveHasFlag(binary, "stun-listen") {
+		// Not the default 0.0.0.0:3478, which may be taken.
+		port, err := freeUDPPort()
+		if err != nil {
+			return nil, err
 		}
-	}()
-	var url string
-	select {
-	case url = <-addr:
-	case <-time.After(30 * time.Second):
-		return nil, errors.New("appliance did not start")
+		args = append(args, "--stun-listen", fmt.Sprintf("127.0.0.1:%d", port))
 	}
-	// An ACS keeps connections to the API open; so does the bench.
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: conc, MaxIdleConnsPerHost: conc}}
-	c := &apiclient.Client{BaseURL: url, Token: token, HTTP: hc}
+	a, err := startAppliance(ctx, binary, conc, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer a.stop()
+	c := a.api
 	if err := fleet.Register(ctx, registrar{c}, base, 16); err != nil {
 		return nil, err
 	}
