@@ -363,3 +363,59 @@ func TestUDPConnectionRequestEndToEnd(t *testing.T) {
 		t.Fatalf("wake without binding: %v %+v", err, res)
 	}
 }
+
+// TestUDPWakeRightAfterRestart: bindings survive a restart of the relay
+// (the CPE's NAT mapping is still open), so the first wake after it still
+// reaches the CPE without waiting for a keepalive.
+func TestUDPWakeRightAfterRestart(t *testing.T) {
+	probe, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stunAddr := probe.LocalAddr().String()
+	probe.Close() // the appliance binds the same port twice in a row
+	dataDir := t.TempDir()
+	app := startAppliance(t, dataDir, "--api-token", "tok", "--stun-listen", stunAddr)
+
+	bound := make(chan string, 4)
+	woken := make(chan string, 4)
+	fleet, err := sim.NewSTUNFleet(sim.STUNFleetConfig{
+		Prefix: "rs-", Count: 1, Server: netip.MustParseAddrPort(stunAddr), Keepalive: time.Hour, Seed: 5,
+		OnBinding: func(name string, _ netip.AddrPort, _ time.Time) { bound <- name },
+		OnWake:    func(name string, _ time.Time) { woken <- name },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &apiclient.Client{BaseURL: app.url, Token: "tok"}
+	if err := fleet.Register(context.Background(), stunRegistrar{client}, 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fleet.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-bound:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no binding: %+v", fleet.Stats())
+	}
+
+	app.stop(t)
+	app2 := startAppliance(t, dataDir, "--api-token", "tok", "--stun-listen", stunAddr)
+	client.BaseURL = app2.url
+	id := fleet.Devices()[0].ID
+	res, err := client.Wake(context.Background(), id, api.WakeRequest{Transports: []registry.Transport{"udp"}})
+	if err != nil || res.Status != "sent" {
+		t.Fatalf("wake after restart: %v %+v", err, res)
+	}
+	select {
+	case <-woken:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the CPE did not receive the request after the restart: %+v", fleet.Stats().Total)
+	}
+	got, _ := client.GetDevice(context.Background(), id)
+	if got.State.UDP.Binding == nil || !got.State.UDP.Binding.Restored {
+		t.Fatalf("binding not marked restored: %+v", got.State.UDP.Binding)
+	}
+}
