@@ -53,7 +53,8 @@
 // carries MESSAGE-INTEGRITY or CONNECTION-REQUEST-BINDING.
 //
 //	                          off       optional     required
-//	no MI                     answered  answered     401
+//	no MI, device w/o password answered answered     401
+//	no MI, device w/ password answered  401          401
 //	MI, good                  answered  signed       signed
 //	MI, bad HMAC              answered  431          431
 //	MI, unknown user          answered  431          431
@@ -63,6 +64,13 @@
 // "answered" and "signed" requests record their binding (if they carry
 // CONNECTION-REQUEST-BINDING); errors record nothing. Under off the
 // response is never signed and no password is looked up.
+//
+// Under optional, a request carrying CONNECTION-REQUEST-BINDING whose
+// USERNAME belongs to a device with a STUN password must be signed:
+// otherwise anyone who knows or guesses the username could move the
+// device's binding to an address of their own and receive its connection
+// requests (and, with them, material for guessing the connection-request
+// password offline). Optional stays optional for devices without one.
 //
 // So an unknown username creates state (a pending binding, kept by the
 // registry, bounded and expiring, until the ACS registers the device)

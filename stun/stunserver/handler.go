@@ -103,6 +103,16 @@ func (w *worker) handle(pkt []byte, src, local netip.AddrPort, now time.Time, ou
 				// first, where some CPE agents look for it.
 				return w.fail(401, "", nil, 0, nil)
 			}
+			// Optional means optional for devices that have no STUN
+			// password. A device that has one must prove it: otherwise
+			// anyone knowing its username could move its binding to
+			// themselves and receive its connection requests.
+			if len(m.Username) > 0 && m.ConnectionRequestBinding {
+				if _, ok := w.password(m.Username); ok {
+					w.cnt[cAuthNeeded]++
+					return w.fail(401, "", nil, 0, nil)
+				}
+			}
 		case len(m.Username) == 0:
 			// RFC 3489 8.2.1, RFC 5389 10.1.2: integrity without a
 			// (non-empty, once the padding is trimmed) USERNAME.

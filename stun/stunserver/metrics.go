@@ -53,6 +53,7 @@ const (
 	cAuthOKZeroLength
 	cAuthBadMAC
 	cAuthUnknownUser
+	cAuthNeeded // optional policy, no MESSAGE-INTEGRITY, but the device has a password
 
 	cCRBExact
 	cCRBLenient
@@ -66,6 +67,7 @@ const (
 	cBindError
 
 	cSendError
+	cReadError
 
 	nCounters
 )
@@ -104,6 +106,7 @@ var counterDefs = [nCounters]struct{ vec, label string }{
 	cAuthOKZeroLength:  {"integrity", "ok_zero_length"},
 	cAuthBadMAC:        {"integrity", "bad_mac"},
 	cAuthUnknownUser:   {"integrity", "unknown_username"},
+	cAuthNeeded:        {"integrity", "required_by_device"},
 	cCRBExact:          {"connection_request_binding", "exact"},
 	cCRBLenient:        {"connection_request_binding", "lenient"},
 	cCRBInvalid:        {"connection_request_binding", "invalid"},
@@ -114,6 +117,7 @@ var counterDefs = [nCounters]struct{ vec, label string }{
 	cBindPending:       {"bindings", "pending"},
 	cBindError:         {"bindings", "error"},
 	cSendError:         {"send_errors", ""},
+	cReadError:         {"read_errors", ""},
 }
 
 // bindCounter returns the counter of a binding outcome.
@@ -217,6 +221,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		"send_errors": prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "crrelay_stun_send_errors_total",
 			Help: "STUN responses the system refused to send.",
+		}),
+		"read_errors": prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crrelay_stun_read_errors_total",
+			Help: "Failed reads on STUN sockets (transient errors are survived).",
 		}),
 	}
 	for i, d := range counterDefs {

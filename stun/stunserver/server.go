@@ -118,9 +118,14 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 }
 
 // readLoop reads batches of packets, answers them in a batch, and counts.
+// maxConsecutiveReadErrors ends Serve on a socket that keeps failing
+// rather than spinning on it.
+const maxConsecutiveReadErrors = 1000
+
 func (s *Server) readLoop(ctx context.Context, sk *sock, bio *batchIO) error {
 	w := newWorker(s, sk)
 	defer w.cnt.flush(s.m)
+	readErrors := 0
 	for {
 		n, err := bio.recv()
 		if err != nil {
@@ -137,8 +142,18 @@ func (s *Server) readLoop(ctx context.Context, sk *sock, bio *batchIO) error {
 				}
 				continue
 			}
-			return fmt.Errorf("stunserver: reading on %v: %w", sk.local, err)
+			// ENOMEM, ENOBUFS and the like pass: count, log, go on.
+			// Only a socket that keeps failing ends Serve (and with it,
+			// through the caller's errgroup, the appliance).
+			readErrors++
+			w.cnt[cReadError]++
+			if readErrors >= maxConsecutiveReadErrors {
+				return fmt.Errorf("stunserver: reading on %v: %d errors in a row, last: %w", sk.local, readErrors, err)
+			}
+			s.log.Warn("stun: read error", "local", sk.local, "err", err)
+			continue
 		}
+		readErrors = 0
 		now := time.Now()
 		nout := 0
 		for i := range n {
