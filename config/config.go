@@ -82,7 +82,7 @@ func Default() Config {
 		WakeMaxTimeout:     60 * time.Second,
 		STUNListen:         []string{"0.0.0.0:3478"},
 		STUNIntegrity:      "optional",
-		STUNRatePerSource:  50,
+		STUNRatePerSource:  200,
 		STUNBindingTTL:     10 * time.Minute,
 		UDPCRRetransmits:   2,
 		HTTPConnectTimeout: 3 * time.Second,

@@ -163,6 +163,7 @@ func TestValidation(t *testing.T) {
 		{"password with NUL", func(d *Device) { d.Password = long(3) }, "password"},
 		{"password too long", func(d *Device) { d.Password = rep("p", MaxFieldLen+1) }, "password"},
 		{"stun username with C1 control", func(d *Device) { d.STUNUsername = "a\u0085b" }, "stun_username"},
+		{"stun username with trailing space", func(d *Device) { d.STUNUsername = "cpe-1 " }, "stun_username"},
 		{"stun password not UTF-8", func(d *Device) { d.STUNPassword = "\xc3" }, "stun_password"},
 		{"xmpp password too long", func(d *Device) { d.XMPPPassword = rep("x", MaxFieldLen+1) }, "xmpp_password"},
 

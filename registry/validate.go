@@ -41,6 +41,11 @@ func validate(d *Device) error {
 			return &FieldError{f.name, r}
 		}
 	}
+	// CPE stacks pad USERNAME with spaces and the STUN decoder trims them,
+	// so a registered name ending in a space could never match.
+	if n := len(d.STUNUsername); n > 0 && d.STUNUsername[n-1] == ' ' {
+		return &FieldError{"stun_username", "ends with a space (STUN USERNAME padding is trimmed, so it could never match)"}
+	}
 	if d.UDPAddress != "" {
 		if _, r := parseUDPAddress(d.UDPAddress); r != "" {
 			return &FieldError{"udp_address", r}

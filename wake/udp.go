@@ -17,6 +17,11 @@ type UDPSender interface {
 	SendConnectionRequest(ctx context.Context, r stunserver.CRRequest) (stunserver.CRResult, error)
 }
 
+// AddrPolicy vets a destination address (*httpcr.Policy satisfies it).
+type AddrPolicy interface {
+	Check(ip netip.Addr) error
+}
+
 // Bindings is what the UDP transport needs of the registry.
 type Bindings interface {
 	Binding(id string) (registry.UDPBinding, bool)
@@ -36,6 +41,10 @@ type UDP struct {
 	// its registered udp_address, sent from RegisteredFrom.
 	AllowRegistered bool
 	RegisteredFrom  netip.AddrPort
+	// Policy vets registered udp_addresses (loopback, link-local, the
+	// relay's own addresses...); nil allows any. Learned bindings need no
+	// check: the CPE's own packets came from there.
+	Policy AddrPolicy
 	// Now is time.Now unless a test sets it.
 	Now func() time.Time
 }
@@ -52,10 +61,11 @@ func (u UDP) target(d registry.Device) (local, mapped netip.AddrPort, why string
 	b, ok := u.Bindings.Binding(d.ID)
 	if ok {
 		age := u.now().Sub(b.LastSeen)
-		if age <= u.TTL {
+		limit := u.freshness(b)
+		if age <= limit {
 			return b.Local, b.Mapped, ""
 		}
-		why = fmt.Sprintf("STUN binding is stale: last binding request %s ago (stun-binding-ttl %s)", age.Round(time.Second), u.TTL)
+		why = fmt.Sprintf("STUN binding is stale: last binding request %s ago (limit %s)", age.Round(time.Second), limit.Round(time.Second))
 	} else {
 		why = "no STUN binding learned yet"
 		if d.STUNUsername == "" && d.UDPAddress == "" {
@@ -64,10 +74,29 @@ func (u UDP) target(d registry.Device) (local, mapped netip.AddrPort, why string
 	}
 	if u.AllowRegistered && d.UDPAddress != "" && u.RegisteredFrom.IsValid() {
 		if ap, err := netip.ParseAddrPort(d.UDPAddress); err == nil {
-			return u.RegisteredFrom, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ""
+			to := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			if u.Policy != nil {
+				if err := u.Policy.Check(to.Addr()); err != nil {
+					return netip.AddrPort{}, netip.AddrPort{}, why + "; registered udp_address refused: " + err.Error()
+				}
+			}
+			return u.RegisteredFrom, to, ""
 		}
 	}
 	return netip.AddrPort{}, netip.AddrPort{}, why
+}
+
+// freshness is how long after its last binding request a binding is
+// still trusted: TTL, and no more than three observed keepalive periods
+// plus slack (a CPE that stopped refreshing has likely lost its NAT
+// mapping, whose timeout is often 30-300 s), the slack also covering the
+// lazily persisted LastSeen of a binding restored after a restart.
+func (u UDP) freshness(b registry.UDPBinding) time.Duration {
+	limit := u.TTL
+	if b.Keepalive > 0 {
+		limit = min(limit, 3*b.Keepalive+45*time.Second)
+	}
+	return limit
 }
 
 // Usable reports whether the device has a fresh binding (or an allowed

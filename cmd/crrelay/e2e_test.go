@@ -226,6 +226,8 @@ func TestCLIErrors(t *testing.T) {
 		{"wake no token", []string{"wake", "a", "--data-dir", "/nonexistent"}, 2},
 		{"sim bad mode", []string{"sim", "http", "--modes", "digest-md4"}, 2},
 		{"check bad secret key", []string{"serve", "--check", "--secret-key", "nothex"}, 1},
+		{"check only disabled transports", []string{"serve", "--check", "--stun-listen=", "--wake-transports", "udp"}, 2},
+		{"check alternate without specific listen", []string{"serve", "--check", "--stun-alternate", "127.0.0.2:3479"}, 2},
 		{"wake unreachable api", []string{"wake", "a", "--token", "t", "--api", "http://127.0.0.1:1"}, 1},
 	}
 	for _, c := range cases {
@@ -417,5 +419,18 @@ func TestUDPWakeRightAfterRestart(t *testing.T) {
 	got, _ := client.GetDevice(context.Background(), id)
 	if got.State.UDP.Binding == nil || !got.State.UDP.Binding.Restored {
 		t.Fatalf("binding not marked restored: %+v", got.State.UDP.Binding)
+	}
+}
+
+// TestSTUNPortTaken: a second relay on a STUN port already in use fails
+// to start instead of sharing it through SO_REUSEPORT and stealing half
+// of the binding requests.
+func TestSTUNPortTaken(t *testing.T) {
+	app := startAppliance(t, t.TempDir(), "--api-token", "x")
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--api-listen", "127.0.0.1:0",
+		"--stun-listen", app.stun, "--api-token", "x"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second relay on %s: %v", app.stun, err)
 	}
 }

@@ -56,6 +56,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if _, err := httpcr.New(httpCfg); err != nil {
 			return err
 		}
+		enabled := map[registry.Transport]wake.Transport{registry.TransportHTTP: nil}
+		if len(cfg.STUNListen) > 0 {
+			enabled[registry.TransportUDP] = nil
+		}
+		var order []registry.Transport
+		for _, t := range cfg.WakeTransports {
+			order = append(order, registry.Transport(t))
+		}
+		if !anyEnabled(order, enabled) {
+			return fmt.Errorf("%w: --wake-transports %s names no transport this appliance runs (udp needs --stun-listen)",
+				errUsage, strings.Join(cfg.WakeTransports, ","))
+		}
 		if len(cfg.STUNListen) > 0 {
 			sc, _, err := stunConfig(cfg)
 			if err != nil {
@@ -120,12 +132,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	transports := map[registry.Transport]wake.Transport{registry.TransportHTTP: wake.HTTP{Client: hc}}
 	var st *stunSetup
 	if len(cfg.STUNListen) > 0 {
-		st, err = setupSTUN(cfg, reg, metrics, log.With("part", "stun"))
+		st, err = setupSTUN(cfg, reg, httpCfg.Policy, metrics, log.With("part", "stun"))
 		if err != nil {
 			return err
 		}
 		defer st.close()
 		transports[registry.TransportUDP] = st.transport
+	}
+	if !anyEnabled(order, transports) {
+		return fmt.Errorf("%w: --wake-transports %s names no transport this appliance runs (udp needs --stun-listen)",
+			errUsage, strings.Join(cfg.WakeTransports, ","))
 	}
 	waker, err := wake.New(wake.Config{
 		Devices:    reg,
@@ -169,11 +185,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		scheme = "https"
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(gctx, ln, apiTLS) })
+	// The STUN sockets close only after the API has drained, so wakes in
+	// flight at shutdown can still send from them.
+	stunCtx, stopSTUN := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopSTUN()
+	g.Go(func() error {
+		err := srv.Serve(gctx, ln, apiTLS)
+		stopSTUN()
+		return err
+	})
 	var stunAddrs []string
 	if st != nil {
 		for _, c := range st.conns {
-			g.Go(func() error { return st.srv.Serve(gctx, c) })
+			g.Go(func() error {
+				err := st.srv.Serve(stunCtx, c)
+				if err != nil {
+					stopSTUN()
+				}
+				return err
+			})
 		}
 		stunAddrs = st.bound
 	}
@@ -321,6 +351,15 @@ func httpcrConfig(cfg config.Config) (httpcr.Config, error) {
 		hc.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	return hc, nil
+}
+
+func anyEnabled(order []registry.Transport, enabled map[registry.Transport]wake.Transport) bool {
+	for _, t := range order {
+		if _, ok := enabled[t]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // noRegistry lets --check build a STUN server to validate its settings.

@@ -162,7 +162,7 @@ func simSTUNCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	server := fs.String("server", "127.0.0.1:3478", "the appliance's STUN address (ip:port)")
 	count := fs.Int("count", 10, "how many CPEs (each opens its own socket)")
 	prefix := fs.String("prefix", sim.DefaultSTUNPrefix, "device id prefix; ids are <prefix>000001, ...")
-	keepalive := fs.Duration("keepalive", sim.DefaultSTUNKeepalive, "interval between binding requests")
+	keepalive := fs.Duration("keepalive", 25*time.Second, "interval between binding requests (25s: the relay's recommendation without a NAT-timeout estimate)")
 	rfc5389Every := fs.Int("rfc5389-every", 0, "every Nth CPE speaks RFC 5389 instead of classic RFC 3489")
 	seed := fs.Int64("seed", 1, "seed of the generated credentials (0 = random)")
 	register := fs.Bool("register", false, "register every CPE with the appliance through its API")

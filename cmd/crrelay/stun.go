@@ -67,7 +67,7 @@ func stunConfig(cfg config.Config) (stunserver.Config, netip.AddrPort, error) {
 // setupSTUN builds the server and binds its sockets: SO_REUSEPORT sockets
 // per listen address, and for CHANGE-REQUEST every combination of the
 // primary and alternate IPs and ports.
-func setupSTUN(cfg config.Config, reg *registry.Registry, metrics prometheus.Registerer, log *slog.Logger) (*stunSetup, error) {
+func setupSTUN(cfg config.Config, reg *registry.Registry, policy wake.AddrPolicy, metrics prometheus.Registerer, log *slog.Logger) (*stunSetup, error) {
 	sc, specific, err := stunConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -104,6 +104,13 @@ func setupSTUN(cfg config.Config, reg *registry.Registry, metrics prometheus.Reg
 				network = "udp" // ":3478": every address, both families
 			}
 		}
+		// SO_REUSEPORT would let a second relay (or a STUN daemon that
+		// also sets it) share the port and steal half the packets
+		// (PROTOCOL-NOTES §1): prove the port free with a plain bind.
+		if err := checkPortFree(network, a); err != nil {
+			st.close()
+			return nil, fmt.Errorf("stun listen %s: %w", a, err)
+		}
 		// The first socket resolves port 0 (tests); the others join it.
 		first, err := stunserver.ListenReusePort(network, a, 1)
 		if err != nil {
@@ -133,9 +140,21 @@ func setupSTUN(cfg config.Config, reg *registry.Registry, metrics prometheus.Reg
 	}
 	st.transport = wake.UDP{
 		Sender: srv, Bindings: reg, TTL: cfg.STUNBindingTTL,
-		AllowRegistered: cfg.UDPAllowRegistered, RegisteredFrom: specific,
+		AllowRegistered: cfg.UDPAllowRegistered, RegisteredFrom: specific, Policy: policy,
 	}
 	return st, nil
+}
+
+// checkPortFree binds addr without SO_REUSEPORT and lets it go.
+func checkPortFree(network, addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
+		return nil
+	}
+	c, err := net.ListenPacket(network, addr)
+	if err != nil {
+		return fmt.Errorf("port in use (another crrelay or STUN server?): %w", err)
+	}
+	return c.Close()
 }
 
 func (st *stunSetup) close() {
