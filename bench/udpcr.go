@@ -52,7 +52,7 @@ const (
 const udpCRGoal = "≥ 20,000/s"
 
 func udpCRName(devices int) string {
-	return fmt.Sprintf("UDP CR dispatched/s via API (%d devices, own sockets)", devices)
+	return fmt.Sprintf("UDP CR dispatched/s via API (fresh, not coalesced; %d devices)", devices)
 }
 
 func udpCRRow(ctx context.Context, a *appliance, stunAddr netip.AddrPort, devs []stunDevice, o wakeOptions) row {
@@ -124,14 +124,17 @@ func udpCRRun(ctx context.Context, a *appliance, stunAddr netip.AddrPort, devs [
 	elapsed := time.Since(t1)
 	c1, cerr1 := takeCPUSnap(a.pid())
 	m1, merr := scrapeMetrics(a)
-	rate := float64(sent) / elapsed.Seconds()
+	// Dispatched means a fresh datagram went out: a wake coalesced with
+	// one sent in the same second answers "sent" but dispatches nothing.
+	fresh := sent - coalesced.Load()
+	rate := float64(fresh) / elapsed.Seconds()
 
 	// Give retransmissions time to land, then see what the devices got.
 	time.Sleep(time.Second)
 	got, datagrams, bad := drainCRs(conns, devs)
 
-	note := fmt.Sprintf("%d wakes answered sent (%d of them coalesced by the answer's detail), %d not, in %.2fs at %d concurrent, p50 %s p99 %s",
-		sent, coalesced.Load(), other, elapsed.Seconds(), o.conc, pct(lat, 50), pct(lat, 99))
+	note := fmt.Sprintf("%d fresh requests dispatched; %d wakes answered sent (%.0f/s, %d of them coalesced by the answer's detail), %d not, in %.2fs at %d concurrent, p50 %s p99 %s",
+		fresh, sent, float64(sent)/elapsed.Seconds(), coalesced.Load(), other, elapsed.Seconds(), o.conc, pct(lat, 50), pct(lat, 99))
 	if len(outcomes) > 0 {
 		note += "; not sent: " + topOutcomes(outcomes, 3)
 	}
