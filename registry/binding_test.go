@@ -807,3 +807,32 @@ func TestBindingOptions(t *testing.T) {
 		t.Errorf("defaults: %v %d %v", r.bindSeenEvery, r.pendingBinds.max, time.Duration(r.pendingBinds.ttl))
 	}
 }
+
+// TestSTUNPassword: the STUN server's per-packet key lookup answers like
+// BySTUNUsername and copies nothing, even for a device listing transports
+// (BySTUNUsername copies that slice).
+func TestSTUNPassword(t *testing.T) {
+	r := open(t, newMemStore())
+	d := testDevice(1)
+	d.Transports = []Transport{TransportUDP, TransportHTTP}
+	d = mustPut(t, r, d)
+	nopass := testDevice(2)
+	nopass.STUNPassword = ""
+	nopass = mustPut(t, r, nopass)
+	for _, c := range []struct {
+		user, want string
+		ok         bool
+	}{
+		{d.STUNUsername, d.STUNPassword, true},
+		{nopass.STUNUsername, "", true},
+		{"nobody", "", false},
+		{"", "", false},
+	} {
+		if got, ok := r.STUNPassword(c.user); got != c.want || ok != c.ok {
+			t.Errorf("STUNPassword(%q) = %q, %v; want %q, %v", c.user, got, ok, c.want, c.ok)
+		}
+	}
+	if allocs := testing.AllocsPerRun(1000, func() { r.STUNPassword(d.STUNUsername) }); allocs != 0 {
+		t.Errorf("STUNPassword allocates %v times, want 0", allocs)
+	}
+}

@@ -278,6 +278,22 @@ func (r *Registry) BySTUNUsername(u string) (Device, bool) {
 	return deviceOf(rec)
 }
 
+// STUNPassword returns the STUN password of the device whose stun_username
+// is u; ok is false when there is no such device. Unlike BySTUNUsername it
+// copies nothing: it serves the STUN server's per-packet integrity check.
+func (r *Registry) STUNPassword(u string) (password string, ok bool) {
+	if u == "" {
+		return "", false
+	}
+	r.mu.RLock()
+	rec := r.idx.bySTUN(u)
+	r.mu.RUnlock()
+	if rec == nil {
+		return "", false
+	}
+	return rec.field(fSTUNPassword), true
+}
+
 // ByJID returns the device whose xmpp_jid has the same bare JID as jid,
 // which may be bare or full. Localpart and domain compare without regard
 // to case (RFC 7622 3.2, 3.3); the resource is ignored, since bare JIDs

@@ -365,7 +365,7 @@ func anyEnabled(order []registry.Transport, enabled map[registry.Transport]wake.
 // noRegistry lets --check build a STUN server to validate its settings.
 type noRegistry struct{}
 
-func (noRegistry) BySTUNUsername(string) (registry.Device, bool) { return registry.Device{}, false }
+func (noRegistry) STUNPassword(string) (string, bool) { return "", false }
 func (noRegistry) ObserveBinding(registry.BindingObservation) (registry.BindingResult, error) {
 	return registry.BindingResult{}, nil
 }

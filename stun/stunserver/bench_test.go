@@ -17,8 +17,8 @@ import (
 // measure the server.
 type benchRegistry struct{ dev registry.Device }
 
-func (r *benchRegistry) BySTUNUsername(u string) (registry.Device, bool) {
-	return r.dev, u == r.dev.STUNUsername
+func (r *benchRegistry) STUNPassword(u string) (string, bool) {
+	return r.dev.STUNPassword, u == r.dev.STUNUsername
 }
 
 func (r *benchRegistry) ObserveBinding(registry.BindingObservation) (registry.BindingResult, error) {

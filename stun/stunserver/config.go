@@ -58,7 +58,7 @@ var (
 // The username passed to either method may alias a packet buffer that is
 // reused once the method returns: an implementation copies it to keep it.
 type Registry interface {
-	BySTUNUsername(username string) (registry.Device, bool)
+	STUNPassword(username string) (password string, ok bool)
 	ObserveBinding(o registry.BindingObservation) (registry.BindingResult, error)
 }
 

@@ -237,11 +237,11 @@ func (w *worker) reply(b []byte, code int, to, from netip.AddrPort, via *sock) r
 // username user, copied into the worker's key buffer; false if there is
 // no such device or it has no password.
 func (w *worker) password(user []byte) ([]byte, bool) {
-	d, ok := w.s.cfg.Registry.BySTUNUsername(bytesString(user))
-	if !ok || d.STUNPassword == "" {
+	pw, ok := w.s.cfg.Registry.STUNPassword(bytesString(user))
+	if !ok || pw == "" {
 		return nil, false
 	}
-	w.key = append(w.key[:0], d.STUNPassword...)
+	w.key = append(w.key[:0], pw...)
 	return w.key, true
 }
 

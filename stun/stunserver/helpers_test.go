@@ -92,11 +92,11 @@ type fakeRegistry struct {
 	seen    []registry.BindingObservation
 }
 
-func (f *fakeRegistry) BySTUNUsername(u string) (registry.Device, bool) {
+func (f *fakeRegistry) STUNPassword(u string) (string, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d, ok := f.devices[u]
-	return d, ok
+	return d.STUNPassword, ok
 }
 
 func (f *fakeRegistry) ObserveBinding(o registry.BindingObservation) (registry.BindingResult, error) {
