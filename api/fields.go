@@ -13,7 +13,7 @@ import (
 // deviceFields are the writable fields of a device, as PUT and PATCH take
 // them. PUT starts from an empty device, PATCH from the stored one; in both
 // a JSON null clears the field.
-var deviceFields = map[string]func(d *registry.Device, raw json.RawMessage) *apiError{
+var deviceFields = map[string]func(d *registry.Device, name string, raw json.RawMessage) *apiError{
 	"connection_request_url": str(func(d *registry.Device) *string { return &d.ConnectionRequestURL }),
 	"username":               str(func(d *registry.Device) *string { return &d.Username }),
 	"password":               str(func(d *registry.Device) *string { return &d.Password }),
@@ -22,24 +22,26 @@ var deviceFields = map[string]func(d *registry.Device, raw json.RawMessage) *api
 	"udp_address":            str(func(d *registry.Device) *string { return &d.UDPAddress }),
 	"xmpp_jid":               str(func(d *registry.Device) *string { return &d.XMPPJID }),
 	"xmpp_password":          str(func(d *registry.Device) *string { return &d.XMPPPassword }),
-	"allow_basic": func(d *registry.Device, raw json.RawMessage) *apiError {
+	"allow_basic": func(d *registry.Device, name string, raw json.RawMessage) *apiError {
 		d.AllowBasic = false
-		return decodeField("allow_basic", raw, &d.AllowBasic, "a boolean")
+		return decodeField(name, raw, &d.AllowBasic, "a boolean")
 	},
-	"transports": func(d *registry.Device, raw json.RawMessage) *apiError {
+	"transports": func(d *registry.Device, name string, raw json.RawMessage) *apiError {
 		d.Transports = nil
-		return decodeField("transports", raw, &d.Transports, `an array of "xmpp", "udp", "http"`)
+		return decodeField(name, raw, &d.Transports, `an array of "xmpp", "udp", "http"`)
 	},
 }
 
-func str(field func(*registry.Device) *string) func(*registry.Device, json.RawMessage) *apiError {
-	return func(d *registry.Device, raw json.RawMessage) *apiError {
+func str(field func(*registry.Device) *string) func(*registry.Device, string, json.RawMessage) *apiError {
+	return func(d *registry.Device, name string, raw json.RawMessage) *apiError {
 		p := field(d)
 		*p = ""
-		return decodeField("", raw, p, "a string")
+		return decodeField(name, raw, p, "a string")
 	}
 }
 
+// decodeField decodes one field; JSON null leaves the zero value the
+// caller set, which clears the field.
 func decodeField(name string, raw json.RawMessage, v any, want string) *apiError {
 	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		return nil
@@ -93,11 +95,7 @@ func (s *Server) apply(d *registry.Device, m map[string]json.RawMessage) *apiErr
 		if k == "id" {
 			continue
 		}
-		if aerr := deviceFields[k](d, m[k]); aerr != nil {
-			if aerr.Field == "" {
-				aerr.Field = k
-				aerr.Message = k + aerr.Message
-			}
+		if aerr := deviceFields[k](d, k, m[k]); aerr != nil {
 			return aerr
 		}
 	}

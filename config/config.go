@@ -314,7 +314,8 @@ func checkListen(addr string) error {
 	return nil
 }
 
-// TokenPath and KeyPath are where generated secrets live in the data dir.
+// TokenPath is where a generated API token lives in the data dir (the
+// registry keeps its own secret.key there).
 func TokenPath(dataDir string) string { return filepath.Join(dataDir, "api-token") }
 
 // fieldValue adapts a Config field to flag.Value and to env parsing.

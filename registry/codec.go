@@ -163,6 +163,10 @@ type storedBinding struct {
 	LastChange  time.Time      `json:"last_change,omitzero"`
 	NATTimeout  time.Duration  `json:"nat_timeout_ns,omitempty"`
 	SurvivedGap time.Duration  `json:"survived_gap_ns,omitempty"`
+	// Restored is not stored (every loaded binding is restored); it is
+	// here so that storedBinding(UDPBinding) converts, which keeps the two
+	// in step: a field added to one must be added to the other.
+	Restored bool `json:"-"`
 }
 
 // encodeLiveRecord encodes a device's live state and binding (either may
@@ -173,18 +177,8 @@ func encodeLiveRecord(l *Live, b *binding) ([]byte, error) {
 		lr.Live = *l
 	}
 	if b != nil {
-		lr.Binding = &storedBinding{
-			Mapped:      b.mapped,
-			Local:       b.local,
-			PrevMapped:  b.prev,
-			FirstSeen:   nsTime(b.first),
-			LastSeen:    nsTime(b.seen),
-			Keepalive:   b.keepalive,
-			Changes:     b.changes,
-			LastChange:  nsTime(b.changed),
-			NATTimeout:  b.natTimeout,
-			SurvivedGap: b.survived,
-		}
+		sb := storedBinding(b.export())
+		lr.Binding = &sb
 	} else if l == nil {
 		return nil, nil
 	}
