@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"net"
 	"net/netip"
@@ -19,29 +18,11 @@ import (
 
 	"github.com/crrelay/crrelay/registry"
 	"github.com/crrelay/crrelay/stun"
+	"github.com/crrelay/crrelay/stun/internal/wirehex"
 )
 
-// wire turns hex written for people into bytes: each argument is one row
-// of a packet diagram, hex bytes separated by spaces; anything after "|"
-// is a comment; a word in double quotes is taken as ASCII.
-func wire(rows ...string) []byte {
-	var b []byte
-	for _, row := range rows {
-		row, _, _ = strings.Cut(row, "|")
-		for _, f := range strings.Fields(row) {
-			if strings.HasPrefix(f, `"`) {
-				b = append(b, strings.Trim(f, `"`)...)
-				continue
-			}
-			v, err := hex.DecodeString(f)
-			if err != nil {
-				panic("wire: bad hex " + f)
-			}
-			b = append(b, v...)
-		}
-	}
-	return b
-}
+// wire turns packet diagrams into bytes (see wirehex.Bytes).
+func wire(rows ...string) []byte { return wirehex.Bytes(rows...) }
 
 // Rows used by many packets.
 const (
