@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/crrelay/crrelay/httpcr"
 	"github.com/crrelay/crrelay/registry"
+	"github.com/crrelay/crrelay/registry/registrytest"
 	"github.com/crrelay/crrelay/wake"
 )
 
@@ -70,17 +69,7 @@ type exchange struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	store, err := registry.OpenBolt(filepath.Join(t.TempDir(), "r.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	reg, err := registry.New(store, registry.Options{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
+	reg := registrytest.New(t)
 	fh := &fakeHTTP{out: wake.Attempt{Status: wake.Delivered, HTTPStatus: 204, DurationMS: 1.5}}
 	metrics := prometheus.NewRegistry()
 	w, err := wake.New(wake.Config{

@@ -2,16 +2,15 @@ package nattest
 
 import (
 	"context"
-	"crypto/rand"
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/crrelay/crrelay/internal/netns"
 	"github.com/crrelay/crrelay/registry"
+	"github.com/crrelay/crrelay/registry/registrytest"
 	"github.com/crrelay/crrelay/sim"
 	"github.com/crrelay/crrelay/stun"
 	"github.com/crrelay/crrelay/stun/stunserver"
@@ -61,17 +60,7 @@ func TestUDPConnectionRequestThroughNAT(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	store, err := registry.OpenBolt(filepath.Join(t.TempDir(), "r.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	reg, err := registry.New(store, registry.Options{Key: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
+	reg := registrytest.New(t)
 	dev := registry.Device{ID: "cpe-behind-nat", STUNUsername: "00259E-CPE57689", STUNPassword: "stun-secret",
 		Username: "CPE57689", Password: "cr-secret", Transports: []registry.Transport{registry.TransportUDP}}
 	if _, _, err := reg.Put(ctx, dev); err != nil {

@@ -5,26 +5,14 @@ package stunserver
 import (
 	"context"
 	"net/netip"
-	"path/filepath"
 	"testing"
 
 	"github.com/crrelay/crrelay/registry"
+	"github.com/crrelay/crrelay/registry/registrytest"
 )
 
 // openRegistry opens the real registry on a bbolt file.
-func openRegistry(t *testing.T) *registry.Registry {
-	t.Helper()
-	st, err := registry.OpenBolt(filepath.Join(t.TempDir(), "registry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := registry.New(st, registry.Options{Key: make([]byte, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
+func openRegistry(t *testing.T) *registry.Registry { return registrytest.New(t) }
 
 // TestRealRegistry runs the TR-111 exchange against the real registry:
 // 401, the signed retry recording the binding, and a connection request
