@@ -80,15 +80,25 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		uc.Close()
 		return fmt.Errorf("stunserver: socket %v: %w", conn.LocalAddr(), err)
 	}
+	sk.rtq = newRTQueue(s.cfg.Retransmits)
 	if err := s.socks.add(sk); err != nil {
 		return err // served already: leave it to the Serve that owns it
 	}
 	bio, err := newBatchIO(sk, s.cfg.BatchSize)
+	var rtio *batchIO
+	if err == nil {
+		rtio, err = newBatchIO(sk, rtBatch)
+	}
 	if err != nil {
 		s.socks.remove(sk)
 		uc.Close()
 		return fmt.Errorf("stunserver: socket %v: %w", sk.local, err)
 	}
+	rtDone := make(chan struct{})
+	go func() {
+		defer close(rtDone)
+		s.retransmitLoop(sk, s.batchSender(sk, rtio))
+	}()
 	s.log.Debug("stun: serving", "local", sk.local, "wildcard", sk.wildcard)
 	if s.cfg.NotifyServing != nil {
 		s.cfg.NotifyServing(sk.local)
@@ -113,6 +123,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	<-watchDone
 	s.socks.remove(sk)
 	s.drain(sk)
+	<-rtDone
 	uc.Close()
 	return err
 }
@@ -236,8 +247,9 @@ type sock struct {
 
 	mu      sync.Mutex
 	closing bool
-	wg      sync.WaitGroup // retransmissions
+	wg      sync.WaitGroup // connection requests with copies still to send
 	cancel  chan struct{}  // closed to cancel retransmissions
+	rtq     *rtQueue       // their schedule
 }
 
 func newSock(uc *net.UDPConn) (*sock, error) {
@@ -258,8 +270,9 @@ func newSock(uc *net.UDPConn) (*sock, error) {
 	return sk, nil
 }
 
-// acquire registers one retransmission job on sk; false if sk is
-// stopping. The job calls sk.wg.Done when finished.
+// acquire registers one connection request on sk; false if sk is
+// stopping. sk.wg.Done is called after its last copy (or when it is
+// dropped).
 func (sk *sock) acquire() bool {
 	sk.mu.Lock()
 	defer sk.mu.Unlock()

@@ -2,7 +2,6 @@ package stunserver
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	mrand "math/rand/v2"
 	"net/netip"
@@ -108,7 +107,7 @@ func (s *Server) sendCR(r CRRequest, ts uint64, now time.Time) (CRResult, error)
 		Timestamp: ts,
 		ID:        mrand.Uint32(),
 		Username:  r.Username,
-		CNonce:    rand.Text()[:16],
+		CNonce:    cnonce(),
 	}
 	msg := stun.AppendUDPConnectionRequest(nil, &req, []byte(r.Password))
 	if err := sk.writeMsg(msg, r.Mapped, r.Local.Addr()); err != nil {
@@ -131,38 +130,32 @@ func (s *Server) sendCR(r CRRequest, ts uint64, now time.Time) (CRResult, error)
 		sk.wg.Done()
 		return res, nil
 	}
-	go s.retransmit(sk, s.cfg.Retransmits, func() {
-		if err := sk.writeMsg(msg, r.Mapped, r.Local.Addr()); err != nil {
-			s.m.crSendError.Inc()
-			s.log.Debug("stun: retransmitting connection request", "device", r.DeviceID, "err", err)
-			return
-		}
-		s.m.crRetransmits.Inc()
-	})
+	if !sk.rtq.add(now, s.cfg.RetransmitDelay, msg, r.Mapped, r.Local.Addr()) {
+		sk.wg.Done()
+		res.Copies = 1
+	}
 	return res, nil
 }
 
-// retransmit calls send n times, after RetransmitDelay, then twice the
-// previous delay each time, unless sk is cancelled first. It runs in its
-// own goroutine, registered with sk.acquire by the caller, and owned by
-// the Serve of sk, which waits for it.
-func (s *Server) retransmit(sk *sock, n int, send func()) {
-	defer sk.wg.Done()
-	d := s.cfg.RetransmitDelay
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for i := range n {
-		select {
-		case <-t.C:
-		case <-sk.cancel:
-			return
-		}
-		send()
-		if i < n-1 {
-			d *= 2
-			t.Reset(d)
-		}
+// cnonceAlphabet is the base32 alphabet (RFC 4648 6) of cn.
+const cnonceAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+// cnonce returns a request's cn: 16 base32 characters, 80 bits from
+// math/rand/v2's global generator, which the runtime runs as a
+// per-thread ChaCha8 seeded from the system's entropy: unpredictable to
+// an observer, without the system call crypto/rand may cost per request.
+func cnonce() string {
+	var b [16]byte
+	x, y := mrand.Uint64(), mrand.Uint64()
+	for i := range 12 {
+		b[i] = cnonceAlphabet[x&31]
+		x >>= 5
 	}
+	for i := 12; i < 16; i++ {
+		b[i] = cnonceAlphabet[y&31]
+		y >>= 5
+	}
+	return string(b[:])
 }
 
 // crTable remembers, per device, the second of the last connection

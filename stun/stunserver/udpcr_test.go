@@ -208,6 +208,23 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
+// startRetransmits runs sk's retransmission loop on a fresh queue, with
+// record called for every copy sent; the returned func waits for the loop.
+func startRetransmits(s *Server, sk *sock, record func(rtItem)) (wait func()) {
+	sk.rtq = newRTQueue(s.cfg.Retransmits)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.retransmitLoop(sk, func(items []rtItem) int {
+			for _, it := range items {
+				record(it)
+			}
+			return 0
+		})
+	}()
+	return func() { <-done }
+}
+
 // TestRetransmitTiming checks the retransmission schedule and the
 // shutdown grace period on a fake clock.
 func TestRetransmitTiming(t *testing.T) {
@@ -220,20 +237,21 @@ func TestRetransmitTiming(t *testing.T) {
 		var mu sync.Mutex
 		var at []time.Duration
 		start := time.Now()
-		record := func() {
+		wait := startRetransmits(s, sk, func(rtItem) {
 			mu.Lock()
 			defer mu.Unlock()
 			at = append(at, time.Since(start))
-		}
+		})
 
 		// Three copies after 50, 150 and 350 ms; shutdown begins at
 		// 10 ms with a 200 ms grace: the third copy is cancelled.
 		if !sk.acquire() {
 			t.Fatal("acquire failed")
 		}
-		go s.retransmit(sk, s.cfg.Retransmits, record)
+		sk.rtq.add(start, s.cfg.RetransmitDelay, []byte("cr"), netip.MustParseAddrPort("192.0.2.1:7547"), netip.Addr{})
 		time.Sleep(10 * time.Millisecond)
 		s.drain(sk)
+		wait()
 		if d := time.Since(start); d != 210*time.Millisecond {
 			t.Errorf("drain returned after %v, want the grace period", d)
 		}
@@ -246,6 +264,9 @@ func TestRetransmitTiming(t *testing.T) {
 		if sk.acquire() {
 			t.Error("acquire on a drained socket")
 		}
+		if sk.rtq.add(time.Now(), time.Millisecond, []byte("cr"), netip.MustParseAddrPort("192.0.2.1:7547"), netip.Addr{}) {
+			t.Error("add on a drained queue")
+		}
 	})
 }
 
@@ -257,12 +278,55 @@ func TestRetransmitDone(t *testing.T) {
 		}
 		sk := &sock{cancel: make(chan struct{})}
 		n := 0
+		wait := startRetransmits(s, sk, func(rtItem) { n++ })
 		sk.acquire()
-		go s.retransmit(sk, s.cfg.Retransmits, func() { n++ })
 		start := time.Now()
+		sk.rtq.add(start, s.cfg.RetransmitDelay, []byte("cr"), netip.MustParseAddrPort("192.0.2.1:7547"), netip.Addr{})
 		s.drain(sk) // nothing to cancel: waits for both copies only
+		wait()
 		if d := time.Since(start); d != 150*time.Millisecond || n != 2 {
 			t.Errorf("drain after %v with %d copies, want 150ms and 2", d, n)
+		}
+	})
+}
+
+// TestRetransmitOrder interleaves many requests: every one gets its
+// copies at its own 50 and 150 ms, in batches, whatever the others do.
+func TestRetransmitOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := New(Config{Registry: newFakeRegistry()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sk := &sock{cancel: make(chan struct{})}
+		start := time.Now()
+		var mu sync.Mutex
+		got := map[uint16][]time.Duration{}
+		wait := startRetransmits(s, sk, func(it rtItem) {
+			mu.Lock()
+			defer mu.Unlock()
+			got[it.to.Port()] = append(got[it.to.Port()], time.Since(start))
+		})
+		const n = 3 * rtBatch
+		sent := make([]time.Duration, n)
+		for i := range n {
+			// Requests every 1 ms, a burst of rtBatch+1 at 7 ms.
+			if i < 7 || i > 7+rtBatch {
+				time.Sleep(time.Millisecond)
+			}
+			sk.acquire()
+			sent[i] = time.Since(start)
+			sk.rtq.add(time.Now(), s.cfg.RetransmitDelay, []byte("cr"), netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(i+1)), netip.Addr{})
+		}
+		s.drain(sk)
+		wait()
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range n {
+			c := got[uint16(i+1)]
+			if len(c) != 2 || c[0] != sent[i]+50*time.Millisecond || c[1] != sent[i]+150*time.Millisecond {
+				t.Fatalf("request %d sent at %v: copies at %v", i, sent[i], c)
+			}
 		}
 	})
 }
