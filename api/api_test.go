@@ -527,3 +527,74 @@ func TestBindingInState(t *testing.T) {
 		t.Fatalf("binding view %s", b)
 	}
 }
+
+func TestBatchWake(t *testing.T) {
+	e := newEnv(t)
+	e.do("PUT", "/v1/devices/b1", goodDevice)
+	e.do("PUT", "/v1/devices/b2", `{}`)
+	code, b, _ := e.do("POST", "/v1/connection-requests", `{"devices":["b1","nope","b2"],"transports":["http"]}`)
+	if code != 200 {
+		t.Fatalf("%d %s", code, b)
+	}
+	var res BatchWakeResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Results) != 3 || res.Results[0].Device != "b1" || res.Results[1].Device != "nope" || res.Results[2].Device != "b2" {
+		t.Fatalf("results out of order: %s", b)
+	}
+	if r := res.Results[0]; r.Result == nil || r.Status != wake.Delivered || r.Transport != registry.TransportHTTP || r.Error != nil {
+		t.Fatalf("b1: %s", b)
+	}
+	if r := res.Results[1]; r.Result != nil || r.Error == nil || r.Error.Code != CodeNotFound {
+		t.Fatalf("nope: %s", b)
+	}
+	if r := res.Results[2]; r.Result == nil || r.Status != wake.Offline {
+		t.Fatalf("b2: %s", b)
+	}
+	if res.Counts["delivered"] != 1 || res.Counts["offline"] != 1 || res.Counts["not_found"] != 1 || len(res.Counts) != 3 {
+		t.Fatalf("counts %v", res.Counts)
+	}
+	// The batch's wakes are recorded like single ones.
+	_, b, _ = e.do("GET", "/v1/devices/b1", "")
+	var d Device
+	json.Unmarshal(b, &d)
+	if len(d.State.Wakes) != 1 || d.State.Wakes[0].Status != "delivered" {
+		t.Fatalf("wake not recorded: %s", b)
+	}
+
+	many := make([]string, wake.MaxBatch+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("%q", fmt.Sprint("d", i))
+	}
+	for name, c := range map[string]struct {
+		body  string
+		code  int
+		field string
+	}{
+		"no body":       {"", 400, ""},
+		"no devices":    {`{"devices":[]}`, 400, "devices"},
+		"devices null":  {`{"transports":["http"]}`, 400, "devices"},
+		"duplicate":     {`{"devices":["b1","b1"]}`, 400, "devices"},
+		"empty id":      {`{"devices":[""]}`, 400, "devices"},
+		"long id":       {`{"devices":["` + strings.Repeat("x", registry.MaxIDLen+1) + `"]}`, 400, "devices"},
+		"too many":      {`{"devices":[` + strings.Join(many, ",") + `]}`, 400, "devices"},
+		"bad transport": {`{"devices":["b1"],"transports":["smoke"]}`, 400, "transports"},
+		"bad timeout":   {`{"devices":["b1"],"timeout_ms":-1}`, 400, "timeout_ms"},
+		"not a list":    {`{"devices":"b1"}`, 400, "devices"},
+		"unknown field": {`{"devices":["b1"],"wait":true}`, 400, ""},
+	} {
+		code, b, _ := e.do("POST", "/v1/connection-requests", c.body)
+		if code != c.code {
+			t.Errorf("%s: %d %s", name, code, b)
+			continue
+		}
+		if d := decodeErr(t, b); d.Field != c.field {
+			t.Errorf("%s: field %q, want %q (%s)", name, d.Field, c.field, b)
+		}
+	}
+	big := `{"devices":["` + strings.Repeat("x", batchBodyBytes) + `"]}`
+	if code, b, _ := e.do("POST", "/v1/connection-requests", big); code != 413 {
+		t.Errorf("oversized body: %d %s", code, b)
+	}
+}

@@ -259,8 +259,12 @@ func validate(sp spec, s map[string]any, v any, at string) error {
 				return fmt.Errorf("%s: required %q missing", at, r)
 			}
 		}
+		extra, _ := s["additionalProperties"].(map[string]any) // a schema for any other key
 		for k, val := range obj {
 			ps, ok := props[k].(map[string]any)
+			if !ok && extra != nil {
+				ps, ok = extra, true
+			}
 			if !ok {
 				return fmt.Errorf("%s: undocumented field %q", at, k)
 			}

@@ -48,6 +48,7 @@ type Registry interface {
 type Waker interface {
 	Check(r wake.Request) error
 	Wake(ctx context.Context, id string, r wake.Request) (wake.Result, error)
+	WakeEach(ctx context.Context, ids []string, r wake.Request, conc int, done func(i int, res wake.Result, err error)) error
 	Usable(d registry.Device, t registry.Transport) (enabled, usable bool, why string)
 	MaxTimeout() time.Duration
 }
@@ -65,8 +66,12 @@ type Config struct {
 	Gatherer prometheus.Gatherer   // serves /metrics; nil = no /metrics
 	Metrics  prometheus.Registerer // nil registers nothing
 	Logger   *slog.Logger          // nil discards
-	// MaxBodyBytes caps request bodies. Defaults to 64 KiB.
+	// MaxBodyBytes caps request bodies. Defaults to 64 KiB. A batch wake
+	// has its own cap, sized for wake.MaxBatch device ids.
 	MaxBodyBytes int64
+	// BatchConcurrency bounds the wakes of one batch request running at
+	// once. Defaults to 256.
+	BatchConcurrency int
 	// ShutdownGrace is how long Serve waits for in-flight requests after
 	// its context ends. Defaults to 10s.
 	ShutdownGrace time.Duration
@@ -89,6 +94,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 64 << 10
+	}
+	if c.BatchConcurrency <= 0 {
+		c.BatchConcurrency = 256
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 10 * time.Second
@@ -127,6 +135,7 @@ func (s *Server) routes() []route {
 			"GET": s.getDevice, "PUT": s.putDevice, "PATCH": s.patchDevice, "DELETE": s.deleteDevice,
 		}},
 		{pattern: "/v1/devices/{id}/connection-request", name: "connection_request", auth: true, methods: map[string]http.HandlerFunc{"POST": s.wake}},
+		{pattern: "/v1/connection-requests", name: "connection_requests", auth: true, methods: map[string]http.HandlerFunc{"POST": s.batchWake}},
 	}
 	if s.cfg.Gatherer != nil {
 		h := promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})
@@ -341,17 +350,22 @@ func (s *Server) openapi(w http.ResponseWriter, _ *http.Request) {
 // deviceID reads and checks the {id} path segment.
 func deviceID(r *http.Request) (string, *apiError) {
 	id := r.PathValue("id")
+	return id, checkDeviceID(id)
+}
+
+// checkDeviceID vets a device id from a path or a body.
+func checkDeviceID(id string) *apiError {
 	if id == "" {
-		return "", fieldErr("id", "device id is empty")
+		return fieldErr("id", "device id is empty")
 	}
 	if id == "." || id == ".." {
 		// URL path cleaning would make such a device unreachable.
-		return "", fieldErr("id", "device id may not be %q", id)
+		return fieldErr("id", "device id may not be %q", id)
 	}
 	if len(id) > registry.MaxIDLen {
-		return "", fieldErr("id", "device id longer than %d bytes", registry.MaxIDLen)
+		return fieldErr("id", "device id longer than %d bytes", registry.MaxIDLen)
 	}
-	return id, nil
+	return nil
 }
 
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
@@ -507,15 +521,9 @@ func (s *Server) wake(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	// Range-check before converting: a huge value would overflow the
-	// Duration and slip past the waker's own check.
-	if maxMS := s.cfg.Waker.MaxTimeout().Milliseconds(); body.TimeoutMS < 0 || body.TimeoutMS > maxMS {
-		writeError(w, fieldErr("timeout_ms", "timeout_ms must be from 1 to %d (0 or absent: the default)", maxMS))
-		return
-	}
-	req := wake.Request{Transports: body.Transports, Timeout: time.Duration(body.TimeoutMS) * time.Millisecond}
-	if err := s.cfg.Waker.Check(req); err != nil {
-		writeError(w, toAPIError(err))
+	req, aerr := s.wakeRequest(body.Transports, body.TimeoutMS)
+	if aerr != nil {
+		writeError(w, aerr)
 		return
 	}
 	res, err := s.cfg.Waker.Wake(r.Context(), id, req)
@@ -523,10 +531,28 @@ func (s *Server) wake(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "wake", err)
 		return
 	}
-	// Audit: one line per wake, whatever the outcome.
+	s.audit(r, id, res)
+	writeJSON(w, http.StatusOK, res)
+}
+
+// wakeRequest checks and converts the wake options of a request body.
+func (s *Server) wakeRequest(transports []registry.Transport, timeoutMS int64) (wake.Request, *apiError) {
+	// Range-check before converting: a huge value would overflow the
+	// Duration and slip past the waker's own check.
+	if maxMS := s.cfg.Waker.MaxTimeout().Milliseconds(); timeoutMS < 0 || timeoutMS > maxMS {
+		return wake.Request{}, fieldErr("timeout_ms", "timeout_ms must be from 1 to %d (0 or absent: the default)", maxMS)
+	}
+	req := wake.Request{Transports: transports, Timeout: time.Duration(timeoutMS) * time.Millisecond}
+	if err := s.cfg.Waker.Check(req); err != nil {
+		return wake.Request{}, toAPIError(err)
+	}
+	return req, nil
+}
+
+// audit logs one line per wake, whatever the outcome.
+func (s *Server) audit(r *http.Request, id string, res wake.Result) {
 	s.cfg.Logger.Info("audit: connection request", "device", id, "remote", r.RemoteAddr,
 		"transport", res.Transport, "status", res.Status, "duration_ms", res.DurationMS)
-	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) fail(w http.ResponseWriter, op string, err error) {
@@ -541,7 +567,12 @@ func (s *Server) fail(w http.ResponseWriter, op string, err error) {
 // trailing data and oversized bodies are errors. With optional, an empty
 // body leaves v untouched.
 func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any, optional bool) *apiError {
-	body, aerr := s.readBody(w, r)
+	return s.readJSONMax(w, r, v, optional, s.cfg.MaxBodyBytes)
+}
+
+// readJSONMax is readJSON with a body cap of its own.
+func (s *Server) readJSONMax(w http.ResponseWriter, r *http.Request, v any, optional bool, limit int64) *apiError {
+	body, aerr := s.readBody(w, r, limit)
 	if aerr != nil {
 		return aerr
 	}
@@ -562,17 +593,17 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any, optiona
 	return nil
 }
 
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *apiError) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			return nil, errf(http.StatusUnsupportedMediaType, CodeBadRequest, "Content-Type must be application/json, not %q", ct)
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, errf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body larger than %d bytes", s.cfg.MaxBodyBytes)
+			return nil, errf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body larger than %d bytes", limit)
 		}
 		return nil, errf(http.StatusBadRequest, CodeBadRequest, "reading request body: %v", err)
 	}

@@ -154,3 +154,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	return nil
 }
+
+// WakeBatch wakes many devices in one call.
+func (c *Client) WakeBatch(ctx context.Context, req api.BatchWakeRequest) (api.BatchWakeResult, error) {
+	var out api.BatchWakeResult
+	err := c.do(ctx, http.MethodPost, "/v1/connection-requests", req, &out)
+	return out, err
+}

@@ -87,9 +87,11 @@ func main() {
 	flag.StringVar(&s.integrity, "stun-integrity", "required", "crrelay --stun-integrity: off, optional or required")
 	flag.IntVar(&s.rounds, "stun-rounds", 3, "alternating rounds of coturn and crrelay; figures are medians")
 	flag.IntVar(&s.regConc, "register-concurrency", 64, "concurrent API PUTs when registering STUN devices")
-	flag.IntVar(&s.wake.devices, "udp-cr-devices", 15000, "devices woken by UDP connection requests, each binding from its own socket; enough that at the goal rate no device is woken twice in a second (wakes in the same second are coalesced, not dispatched)")
+	flag.IntVar(&s.wake.devices, "udp-cr-devices", 30000, "devices woken by UDP connection requests, each binding from its own socket; enough that at the goal rate no device is woken twice in a second (wakes in the same second are coalesced, not dispatched)")
 	flag.DurationVar(&s.wake.duration, "udp-cr-duration", 5*time.Second, "length of the UDP connection request run")
 	flag.IntVar(&s.wake.conc, "udp-cr-concurrency", 128, "concurrent API wakes in the UDP connection request run")
+	flag.IntVar(&s.wake.batch, "udp-cr-batch", 1000, "devices per POST /v1/connection-requests in the batched UDP connection request run")
+	flag.IntVar(&s.wake.batchConc, "udp-cr-batch-concurrency", 4, "batch calls in flight in the batched UDP connection request run")
 	cpuprofile := flag.String("cpuprofile", "", "write the bench's own CPU profile (the load generators) to this file")
 	flag.Parse()
 	if *cpuprofile != "" {

@@ -148,9 +148,9 @@ func stunSection(ctx context.Context, binary string, o stunOptions) []row {
 
 	if o.udpCR {
 		if a != nil {
-			rows = append(rows, udpCRRow(ctx, a, stunAddr, wdevs, o.wake))
+			rows = append(rows, udpCRRows(ctx, a, stunAddr, wdevs, o.wake)...)
 		} else {
-			rows = append(rows, row{udpCRName(len(wdevs)), unavailable(crRuns.err.Error()), udpCRGoal, ""})
+			rows = append(rows, row{udpCRName("one wake per request", len(wdevs)), unavailable(crRuns.err.Error()), udpCRGoal, ""})
 		}
 	}
 	return rows

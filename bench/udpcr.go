@@ -35,9 +35,11 @@ import (
 
 // wakeOptions sizes the UDP connection request run.
 type wakeOptions struct {
-	devices  int
-	duration time.Duration
-	conc     int
+	devices   int
+	duration  time.Duration
+	conc      int
+	batch     int // devices per POST /v1/connection-requests
+	batchConc int // batch calls in flight
 }
 
 // The crrelay metrics the UDP connection request row reads, when present.
@@ -51,26 +53,42 @@ const (
 
 const udpCRGoal = "≥ 20,000/s"
 
-func udpCRName(devices int) string {
-	return fmt.Sprintf("UDP CR dispatched/s via API (fresh, not coalesced; %d devices)", devices)
+// wakeDriver runs one way of waking devices through the API for the
+// run's duration, and reports wakes answered "sent" (and how many of those
+// were coalesced with a request already out that second), other outcomes
+// by kind, and per-call latencies.
+type wakeDriver struct {
+	name string // row name
+	run  func(ctx context.Context) (sent, coalesced, other int64, outcomes map[string]int, lat []time.Duration, calls string)
 }
 
-func udpCRRow(ctx context.Context, a *appliance, stunAddr netip.AddrPort, devs []stunDevice, o wakeOptions) row {
-	name, goal := udpCRName(len(devs)), udpCRGoal
-	note, rate, err := udpCRRun(ctx, a, stunAddr, devs, o)
-	if err != nil {
+func udpCRName(kind string, devices int) string {
+	return fmt.Sprintf("UDP CR dispatched/s via API, %s (fresh, not coalesced; %d devices)", kind, devices)
+}
+
+// udpCRRows binds every device, then measures UDP connection requests
+// dispatched through the API twice: one POST per wake, and batches of
+// o.batch devices per POST /v1/connection-requests.
+func udpCRRows(ctx context.Context, a *appliance, stunAddr netip.AddrPort, devs []stunDevice, o wakeOptions) []row {
+	single := udpCRName("one wake per request", len(devs))
+	batch := udpCRName(fmt.Sprintf("batches of %d", o.batch), len(devs))
+	fail := func(err error) []row {
 		fmt.Fprintln(os.Stderr, "UDP CR:", err)
-		return row{name, unavailable(err.Error()), goal, ""}
+		return []row{{single, unavailable(err.Error()), udpCRGoal, ""}, {batch, unavailable(err.Error()), udpCRGoal, ""}}
 	}
-	return row{name, fmt.Sprintf("%.0f/s", rate), goal, verdict(rate >= 20000) + "; " + note}
-}
-
-func udpCRRun(ctx context.Context, a *appliance, stunAddr netip.AddrPort, devs []stunDevice, o wakeOptions) (string, float64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && uint64(len(devs))+1000 > lim.Cur {
-		return "", 0, fmt.Errorf("%d device sockets need more than the %d open files allowed: lower -udp-cr-devices", len(devs), lim.Cur)
+	// One socket per device where the open-file limit allows, as CPEs
+	// behind distinct NAT mappings have; beyond it, devices share sockets
+	// round robin (device i uses socket i mod n), told apart by their
+	// STUN and connection-request usernames.
+	nsock := len(devs)
+	if err := raiseNoFile(uint64(len(devs)) + 1000); err != nil {
+		var lim syscall.Rlimit
+		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) != nil || lim.Cur < 2000 {
+			return fail(fmt.Errorf("%d device sockets: %w: lower -udp-cr-devices", len(devs), err))
+		}
+		nsock = int(lim.Cur) - 1000
 	}
-	conns := make([]*net.UDPConn, len(devs))
+	conns := make([]*net.UDPConn, nsock)
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
@@ -81,60 +99,147 @@ func udpCRRun(ctx context.Context, a *appliance, stunAddr netip.AddrPort, devs [
 	for i := range conns {
 		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(stunAddr))
 		if err != nil {
-			return "", 0, err
+			return fail(err)
 		}
 		conns[i] = c
 	}
-
-	fmt.Fprintf(os.Stderr, "UDP CR: binding %d devices, each from its own socket...\n", len(devs))
+	fmt.Fprintf(os.Stderr, "UDP CR: binding %d devices from %d sockets...\n", len(devs), nsock)
 	t0 := time.Now()
 	bound, err := bindAll(ctx, conns, devs)
 	if err != nil {
-		return "", 0, err
+		return fail(err)
 	}
-	bindTook := time.Since(t0)
 	if bound == 0 {
-		return "", 0, fmt.Errorf("no device got a success answer to its binding request")
+		return fail(fmt.Errorf("no device got a success answer to its binding request"))
 	}
+	bindNote := fmt.Sprintf("binding %d of %d devices from %d sockets took %.2fs", bound, len(devs), nsock, time.Since(t0).Seconds())
 
-	fmt.Fprintf(os.Stderr, "UDP CR: waking %d devices round robin through the API, %d concurrent, %v...\n", len(devs), o.conc, o.duration)
-	m0, _ := scrapeMetrics(a)
-	var (
-		mu        sync.Mutex
-		outcomes  = map[string]int{}
-		coalesced atomic.Int64 // "sent" answers whose detail says coalesced
-	)
 	req := api.WakeRequest{Transports: []registry.Transport{registry.TransportUDP}}
-	c0, cerr0 := takeCPUSnap(a.pid())
-	t1 := time.Now()
-	sent, other, lat := load(ctx, o.duration, o.conc, func(i int) bool {
-		r, err := a.api.Wake(ctx, devs[i%len(devs)].id, req)
-		if err == nil && r.Status == wake.Sent {
-			if n := len(r.Attempts); n > 0 && strings.Contains(r.Attempts[n-1].Detail, "coalesced") {
-				coalesced.Add(1)
+	singleRun := func(ctx context.Context) (int64, int64, int64, map[string]int, []time.Duration, string) {
+		var mu sync.Mutex
+		outcomes := map[string]int{}
+		var coalesced atomic.Int64
+		sent, other, lat := load(ctx, o.duration, o.conc, func(i int) bool {
+			r, err := a.api.Wake(ctx, devs[i%len(devs)].id, req)
+			if err == nil && r.Status == wake.Sent {
+				if isCoalesced(r) {
+					coalesced.Add(1)
+				}
+				return true
+			}
+			k := outcomeKey(r, err)
+			mu.Lock()
+			outcomes[k]++
+			mu.Unlock()
+			return false
+		})
+		return sent, coalesced.Load(), other, outcomes, lat, fmt.Sprintf("%d concurrent", o.conc)
+	}
+	batchRun := func(ctx context.Context) (int64, int64, int64, map[string]int, []time.Duration, string) {
+		var mu sync.Mutex
+		outcomes := map[string]int{}
+		var sent, coalesced, other atomic.Int64
+		ids := make([]string, len(devs))
+		for i := range devs {
+			ids[i] = devs[i].id
+		}
+		calls, failedCalls, lat := load(ctx, o.duration, o.batchConc, func(i int) bool {
+			from := (i * o.batch) % len(ids)
+			chunk := ids[from:min(from+o.batch, len(ids))]
+			res, err := a.api.WakeBatch(ctx, api.BatchWakeRequest{Devices: chunk, Transports: req.Transports})
+			if err != nil {
+				mu.Lock()
+				outcomes[outcomeKey(wake.Result{}, err)] += len(chunk)
+				mu.Unlock()
+				other.Add(int64(len(chunk)))
+				return false
+			}
+			for _, it := range res.Results {
+				if it.Result != nil && it.Status == wake.Sent {
+					sent.Add(1)
+					if isCoalesced(*it.Result) {
+						coalesced.Add(1)
+					}
+					continue
+				}
+				other.Add(1)
+				var r wake.Result
+				if it.Result != nil {
+					r = *it.Result
+				}
+				var err error
+				if it.Error != nil {
+					err = fmt.Errorf("%s", it.Error.Message)
+				}
+				mu.Lock()
+				outcomes[outcomeKey(r, err)]++
+				mu.Unlock()
 			}
 			return true
+		})
+		return sent.Load(), coalesced.Load(), other.Load(), outcomes, lat,
+			fmt.Sprintf("%d calls (%d failed) of %d devices, %d concurrent", calls+failedCalls, failedCalls, o.batch, o.batchConc)
+	}
+
+	var rows []row
+	for _, d := range []wakeDriver{{single, singleRun}, {batch, batchRun}} {
+		// Let every device's last-request second pass, so that the
+		// second run starts as fresh as the first.
+		time.Sleep(1100 * time.Millisecond)
+		drainCRs(conns, devs) // what the previous run left
+		fmt.Fprintf(os.Stderr, "UDP CR: %s, %v...\n", d.name, o.duration)
+		note, rate, err := udpCRRun(ctx, a, conns, devs, d)
+		if err != nil {
+			rows = append(rows, row{d.name, unavailable(err.Error()), udpCRGoal, ""})
+			continue
 		}
-		k := outcomeKey(r, err)
-		mu.Lock()
-		outcomes[k]++
-		mu.Unlock()
-		return false
-	})
+		rows = append(rows, row{d.name, fmt.Sprintf("%.0f/s", rate), udpCRGoal, verdict(rate >= 20000) + "; " + note + "; " + bindNote})
+	}
+	return rows
+}
+
+func isCoalesced(r wake.Result) bool {
+	n := len(r.Attempts)
+	return n > 0 && strings.Contains(r.Attempts[n-1].Detail, "coalesced")
+}
+
+// raiseNoFile lifts the open-file limit to at least n: the soft limit up
+// to the hard one, and the hard one too where the bench may (root).
+func raiseNoFile(n uint64) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	if lim.Cur >= n {
+		return nil
+	}
+	hard := lim.Max
+	lim.Cur, lim.Max = n, max(n, lim.Max)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("need %d open files, hard limit %d: %w", n, hard, err)
+	}
+	return nil
+}
+
+func udpCRRun(ctx context.Context, a *appliance, conns []*net.UDPConn, devs []stunDevice, d wakeDriver) (string, float64, error) {
+	m0, _ := scrapeMetrics(a)
+	c0, cerr0 := takeCPUSnap(a.pid())
+	t1 := time.Now()
+	sent, coalesced, other, outcomes, lat, calls := d.run(ctx)
 	elapsed := time.Since(t1)
 	c1, cerr1 := takeCPUSnap(a.pid())
 	m1, merr := scrapeMetrics(a)
 	// Dispatched means a fresh datagram went out: a wake coalesced with
 	// one sent in the same second answers "sent" but dispatches nothing.
-	fresh := sent - coalesced.Load()
+	fresh := sent - coalesced
 	rate := float64(fresh) / elapsed.Seconds()
 
 	// Give retransmissions time to land, then see what the devices got.
 	time.Sleep(time.Second)
 	got, datagrams, bad := drainCRs(conns, devs)
 
-	note := fmt.Sprintf("%d fresh requests dispatched; %d wakes answered sent (%.0f/s, %d of them coalesced by the answer's detail), %d not, in %.2fs at %d concurrent, p50 %s p99 %s",
-		fresh, sent, float64(sent)/elapsed.Seconds(), coalesced.Load(), other, elapsed.Seconds(), o.conc, pct(lat, 50), pct(lat, 99))
+	note := fmt.Sprintf("%d fresh requests dispatched; %d wakes answered sent (%.0f/s, %d of them coalesced by the answer's detail), %d not, in %.2fs, %s, per call p50 %s p99 %s",
+		fresh, sent, float64(sent)/elapsed.Seconds(), coalesced, other, elapsed.Seconds(), calls, pct(lat, 50), pct(lat, 99))
 	if len(outcomes) > 0 {
 		note += "; not sent: " + topOutcomes(outcomes, 3)
 	}
@@ -165,7 +270,6 @@ func udpCRRun(ctx context.Context, a *appliance, stunAddr netip.AddrPort, devs [
 	}
 	note += fmt.Sprintf("; devices received %d distinct valid CRs (%d datagrams, %d invalid), at most one per device-second by design",
 		got, datagrams, bad)
-	note += fmt.Sprintf("; binding %d of %d devices took %.2fs", bound, len(devs), bindTook.Seconds())
 	return note, rate, nil
 }
 
@@ -189,7 +293,7 @@ func bindAll(ctx context.Context, conns []*net.UDPConn, devs []stunDevice) (int,
 					Form: stun.IntegrityRFC3489, Key: []byte(devs[i].pass),
 				}
 				pkt = stun.AppendBindingRequest(pkt, &r)
-				if bindOne(conns[i], pkt, &r.ID, buf) {
+				if bindOne(conns[i%len(conns)], pkt, &r.ID, buf) {
 					ok.Add(1)
 				}
 			}
@@ -220,17 +324,18 @@ func bindOne(c *net.UDPConn, pkt []byte, id *stun.TransactionID, buf []byte) boo
 }
 
 // drainCRs reads, without waiting, every datagram queued on the devices'
-// sockets, and returns how many distinct UDP Connection Requests with a
-// valid signature and the device's username arrived, how many datagrams
-// in all, and how many were not such requests.
+// sockets (device i's is conns[i mod len(conns)]), and returns how many
+// distinct UDP Connection Requests with a valid signature and a device's
+// username arrived, how many datagrams in all, and how many were not such
+// requests.
 func drainCRs(conns []*net.UDPConn, devs []stunDevice) (distinct, datagrams, bad int) {
 	buf := make([]byte, 2048)
-	for i, c := range conns {
+	for j, c := range conns {
 		rc, err := c.SyscallConn()
 		if err != nil {
 			continue
 		}
-		var ids []uint32
+		seen := map[string][]uint32{} // by username
 		_ = rc.Read(func(fd uintptr) bool {
 			for {
 				n, _, err := syscall.Recvfrom(int(fd), buf, syscall.MSG_DONTWAIT)
@@ -239,16 +344,25 @@ func drainCRs(conns []*net.UDPConn, devs []stunDevice) (distinct, datagrams, bad
 				}
 				datagrams++
 				r, err := stun.ParseUDPConnectionRequest(buf[:n])
-				if err != nil || r.Username != devs[i].crUser || r.Verify([]byte(devs[i].crPass)) != nil {
+				d := -1
+				if err == nil {
+					for i := j; i < len(devs); i += len(conns) {
+						if devs[i].crUser == r.Username {
+							d = i
+							break
+						}
+					}
+				}
+				if d < 0 || r.Verify([]byte(devs[d].crPass)) != nil {
 					bad++
 					continue
 				}
-				if !slices.Contains(ids, r.ID) {
-					ids = append(ids, r.ID)
+				if ids := seen[r.Username]; !slices.Contains(ids, r.ID) {
+					seen[r.Username] = append(ids, r.ID)
+					distinct++
 				}
 			}
 		})
-		distinct += len(ids)
 	}
 	return distinct, datagrams, bad
 }

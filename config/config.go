@@ -38,6 +38,8 @@ type Config struct {
 	APIClientCA   string        `yaml:"api_client_ca" flag:"api-client-ca" usage:"PEM CA bundle: require ACS client certificates signed by it (mTLS)"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" flag:"shutdown-grace" usage:"how long shutdown waits for in-flight requests"`
 
+	APIBatchConcurrency int `yaml:"api_batch_concurrency" flag:"api-batch-concurrency" usage:"wakes of one POST /v1/connection-requests running at once"`
+
 	SecretKey string `yaml:"secret_key" flag:"secret-key" usage:"AES-256 key sealing secrets at rest, 64 hex chars or base64; empty = <data-dir>/secret.key, created on first start"`
 
 	WakeTransports []string      `yaml:"wake_transports" flag:"wake-transports" usage:"transport order for devices that name none (comma-separated: xmpp,udp,http)"`
@@ -72,23 +74,24 @@ func Default() Config {
 		dataDir = strings.Split(d, ":")[0]
 	}
 	return Config{
-		DataDir:            dataDir,
-		LogLevel:           "info",
-		LogFormat:          "text",
-		APIListen:          "127.0.0.1:8547",
-		ShutdownGrace:      10 * time.Second,
-		WakeTransports:     []string{"xmpp", "udp", "http"},
-		WakeTimeout:        10 * time.Second,
-		WakeMaxTimeout:     60 * time.Second,
-		STUNListen:         []string{"0.0.0.0:3478"},
-		STUNIntegrity:      "optional",
-		STUNRatePerSource:  200,
-		STUNBindingTTL:     10 * time.Minute,
-		UDPCRRetransmits:   2,
-		HTTPConnectTimeout: 3 * time.Second,
-		HTTPTimeout:        10 * time.Second,
-		HTTPMaxConcurrent:  1024,
-		HTTPMaxPerHost:     4,
+		DataDir:             dataDir,
+		LogLevel:            "info",
+		LogFormat:           "text",
+		APIListen:           "127.0.0.1:8547",
+		ShutdownGrace:       10 * time.Second,
+		APIBatchConcurrency: 256,
+		WakeTransports:      []string{"xmpp", "udp", "http"},
+		WakeTimeout:         10 * time.Second,
+		WakeMaxTimeout:      60 * time.Second,
+		STUNListen:          []string{"0.0.0.0:3478"},
+		STUNIntegrity:       "optional",
+		STUNRatePerSource:   200,
+		STUNBindingTTL:      10 * time.Minute,
+		UDPCRRetransmits:    2,
+		HTTPConnectTimeout:  3 * time.Second,
+		HTTPTimeout:         10 * time.Second,
+		HTTPMaxConcurrent:   1024,
+		HTTPMaxPerHost:      4,
 	}
 }
 
@@ -216,6 +219,9 @@ func (c Config) Validate() error {
 	}
 	if c.APIClientCA != "" && c.APITLSCert == "" {
 		return bad("api-client-ca", "mTLS needs --api-tls-cert and --api-tls-key")
+	}
+	if c.APIBatchConcurrency < 1 || c.APIBatchConcurrency > 10000 {
+		return bad("api-batch-concurrency", "must be 1 to 10000")
 	}
 	for name, d := range map[string]time.Duration{
 		"shutdown-grace": c.ShutdownGrace, "wake-timeout": c.WakeTimeout, "wake-max-timeout": c.WakeMaxTimeout,

@@ -158,10 +158,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	var ready atomic.Bool
 	srv, err := api.New(api.Config{
-		Token:    token,
-		Registry: reg,
-		Waker:    waker,
-		CheckURL: httpCfg.Policy.CheckURL,
+		BatchConcurrency: cfg.APIBatchConcurrency,
+		Token:            token,
+		Registry:         reg,
+		Waker:            waker,
+		CheckURL:         httpCfg.Policy.CheckURL,
 		Ready: func() error {
 			if !ready.Load() {
 				return errors.New("starting or stopping")
