@@ -598,3 +598,29 @@ func TestBatchWake(t *testing.T) {
 		t.Errorf("oversized body: %d %s", code, b)
 	}
 }
+
+func TestXMPPSessionInState(t *testing.T) {
+	e := newEnv(t)
+	e.do("PUT", "/v1/devices/x1", `{"xmpp_jid":"cpe-x1@xmpp.example.net/cwmp","xmpp_password":"pw"}`)
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	e.reg.XMPPSessionUp(registry.XMPPSession{FullJID: "cpe-x1@xmpp.example.net/cwmp", Remote: "192.0.2.7:40000", TLS: true, Since: since})
+	_, b, _ := e.do("GET", "/v1/devices/x1", "")
+	var d Device
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	s := d.State.XMPP.Session
+	if s == nil || !s.Online || s.FullJID != "cpe-x1@xmpp.example.net/cwmp" || s.Remote != "192.0.2.7:40000" || !s.TLS || !s.Since.Equal(since) || s.EndedAt != nil {
+		t.Fatalf("session %s", b)
+	}
+	if !d.XMPPPasswordSet || strings.Contains(string(b), "scram") {
+		t.Fatalf("XMPP credentials leak or are not set: %s", b)
+	}
+	e.reg.XMPPSessionDown("cpe-x1@xmpp.example.net/cwmp", since.Add(time.Minute), "read timeout")
+	_, b, _ = e.do("GET", "/v1/devices/x1", "")
+	d = Device{}
+	json.Unmarshal(b, &d)
+	if s := d.State.XMPP.Session; s == nil || s.Online || s.EndReason != "read timeout" || s.EndedAt == nil {
+		t.Fatalf("ended session %s", b)
+	}
+}

@@ -38,6 +38,7 @@ type Registry interface {
 	Get(id string) (registry.Device, bool)
 	Live(id string) (registry.Live, bool)
 	Binding(id string) (registry.UDPBinding, bool)
+	XMPPSession(id string) (registry.XMPPSession, bool)
 	Put(ctx context.Context, d registry.Device) (registry.Device, bool, error)
 	Update(ctx context.Context, id string, fn func(*registry.Device) error) (registry.Device, error)
 	Delete(ctx context.Context, id string) error
@@ -424,12 +425,12 @@ func (s *Server) state(d registry.Device, live registry.Live) *State {
 		}
 		return nil
 	}
-	for _, sec := range []struct {
-		t   registry.Transport
-		dst *TransportState
-	}{{registry.TransportHTTP, &st.HTTP}, {registry.TransportXMPP, &st.XMPP}} {
-		sec.dst.Enabled, sec.dst.Usable, sec.dst.Reason = s.cfg.Waker.Usable(d, sec.t)
-		sec.dst.Last = last(sec.t)
+	st.HTTP.Enabled, st.HTTP.Usable, st.HTTP.Reason = s.cfg.Waker.Usable(d, registry.TransportHTTP)
+	st.HTTP.Last = last(registry.TransportHTTP)
+	st.XMPP.Enabled, st.XMPP.Usable, st.XMPP.Reason = s.cfg.Waker.Usable(d, registry.TransportXMPP)
+	st.XMPP.Last = last(registry.TransportXMPP)
+	if ses, ok := s.cfg.Registry.XMPPSession(d.ID); ok {
+		st.XMPP.Session = sessionView(ses)
 	}
 	st.UDP.Enabled, st.UDP.Usable, st.UDP.Reason = s.cfg.Waker.Usable(d, registry.TransportUDP)
 	st.UDP.Last = last(registry.TransportUDP)

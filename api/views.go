@@ -31,7 +31,7 @@ type Device struct {
 type State struct {
 	HTTP  TransportState        `json:"http"`
 	UDP   UDPState              `json:"udp"`
-	XMPP  TransportState        `json:"xmpp"`
+	XMPP  XMPPState             `json:"xmpp"`
 	Wakes []registry.WakeRecord `json:"wakes"`
 }
 
@@ -52,6 +52,37 @@ type UDPState struct {
 	Reason  string               `json:"reason,omitempty"`
 	Last    *registry.WakeRecord `json:"last,omitempty"`
 	Binding *Binding             `json:"binding,omitempty"`
+}
+
+// XMPPState is the XMPP (Annex K) section: the transport state plus the
+// CPE's session on the broker, current or last, when it had one since the
+// relay started.
+type XMPPState struct {
+	Enabled bool                 `json:"enabled"`
+	Usable  bool                 `json:"usable"`
+	Reason  string               `json:"reason,omitempty"`
+	Last    *registry.WakeRecord `json:"last,omitempty"`
+	Session *XMPPSession         `json:"session,omitempty"`
+}
+
+// XMPPSession is a CPE's session on the broker.
+type XMPPSession struct {
+	Online    bool       `json:"online"`
+	FullJID   string     `json:"full_jid"`
+	Remote    string     `json:"remote,omitempty"`
+	TLS       bool       `json:"tls"`
+	Since     time.Time  `json:"since"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	EndReason string     `json:"end_reason,omitempty"`
+}
+
+func sessionView(s registry.XMPPSession) *XMPPSession {
+	v := &XMPPSession{Online: s.Online, FullJID: s.FullJID, Remote: s.Remote, TLS: s.TLS, Since: s.Since, EndReason: s.EndReason}
+	if !s.EndedAt.IsZero() {
+		e := s.EndedAt
+		v.EndedAt = &e
+	}
+	return v
 }
 
 // Binding is a CPE's NAT binding as the STUN server learned it.

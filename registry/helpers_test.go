@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"github.com/crrelay/crrelay/internal/scramcred"
+
 	"bytes"
 	"context"
 	"errors"
@@ -105,6 +107,17 @@ func open(t testing.TB, st Store) *Registry {
 	return r
 }
 
+// testXMPPCredentials are the stored form of the password "xmpp-pass",
+// derived once with one iteration: a plain password would be salted at
+// every Put (milliseconds each) and come back changed.
+var testXMPPCredentials = func() string {
+	c, err := scramcred.DeriveWith("xmpp-pass", []byte("test-salt"), 1)
+	if err != nil {
+		panic(err)
+	}
+	return c.String()
+}()
+
 // testDevice returns a device with every field set, unique per i.
 func testDevice(i int) Device {
 	return Device{
@@ -117,7 +130,7 @@ func testDevice(i int) Device {
 		STUNPassword:         fmt.Sprintf("stun-pass-%d", i),
 		UDPAddress:           fmt.Sprintf("192.0.%d.%d:%d", i>>8&255, i&255, 7547+i>>16),
 		XMPPJID:              fmt.Sprintf("cpe%d@xmpp.example.net/cr", i),
-		XMPPPassword:         fmt.Sprintf("xmpp-pass-%d", i),
+		XMPPPassword:         testXMPPCredentials,
 		Transports:           []Transport{TransportXMPP, TransportUDP, TransportHTTP},
 	}
 }

@@ -93,6 +93,9 @@ type Registry struct {
 	bindSeenEvery time.Duration
 	pendingBinds  pendingTable
 
+	// XMPP sessions, in memory only; sessions.mu is a leaf lock.
+	sessions sessionTable
+
 	queue     commitQueue
 	stopFlush chan struct{}
 	flushDone chan struct{}

@@ -163,6 +163,9 @@ func (r *Registry) write(ctx context.Context, id string, mutate func(cur Device,
 	if err == nil {
 		err = validate(&d)
 	}
+	if err == nil {
+		err = saltXMPPPassword(&d)
+	}
 	if err != nil {
 		r.release(op)
 		return Device{}, false, err
