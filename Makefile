@@ -6,8 +6,9 @@ BIN      := bin/crrelay
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 # Debian packages the interop tests use: Apache httpd with mod_auth_digest,
-# curl, and iproute2 + nftables for the real-NAT tests in network namespaces.
-TEST_DEBS := apache2 apache2-utils curl iproute2 nftables
+# curl, iproute2 + nftables for the real-NAT tests in network namespaces,
+# and dig (bind9-dnsutils) for the DNS responder interop test.
+TEST_DEBS := apache2 apache2-utils curl iproute2 nftables bind9-dnsutils
 
 .PHONY: all build run test test-deps vet fuzz bench clean
 
