@@ -44,7 +44,9 @@ func startAppliance(ctx context.Context, binary string, conns int, args ...strin
 	}
 	a := &appliance{dir: dir, log: &logTail{max: 20}}
 	all := append([]string{"serve", "--data-dir", filepath.Join(dir, "data"), "--api-listen", "127.0.0.1:0",
-		"--api-token", benchToken}, args...)
+		"--api-token", benchToken,
+		// No XMPP broker unless a run asks for one (a later flag wins).
+		"--xmpp-listen=", "--xmpp-tls-listen="}, args...)
 	a.cmd = exec.CommandContext(ctx, binary, all...)
 	stderr, err := a.cmd.StderrPipe()
 	if err != nil {

@@ -55,6 +55,23 @@ type Config struct {
 	UDPCRRetransmits   int           `yaml:"udp_cr_retransmits" flag:"udp-cr-retransmits" usage:"extra identical copies of each UDP connection request"`
 	UDPAllowRegistered bool          `yaml:"udp_allow_registered_address" flag:"udp-allow-registered-address" usage:"without a STUN binding, send UDP connection requests to the device's registered udp_address (off: only to bindings learned by STUN)"`
 
+	XMPPListen             []string      `yaml:"xmpp_listen" flag:"xmpp-listen" usage:"TCP addresses of the XMPP broker's client port (STARTTLS, required), comma-separated; empty = none"`
+	XMPPTLSListen          []string      `yaml:"xmpp_tls_listen" flag:"xmpp-tls-listen" usage:"TCP addresses of the XMPP broker's direct-TLS port, comma-separated; empty = none"`
+	XMPPDomain             string        `yaml:"xmpp_domain" flag:"xmpp-domain" usage:"the broker's XMPP domain, the part after @ in CPE JIDs; empty = this host's name"`
+	XMPPCert               string        `yaml:"xmpp_cert" flag:"xmpp-cert" usage:"PEM certificate of the broker; empty = a self-signed one generated into <data-dir>"`
+	XMPPKey                string        `yaml:"xmpp_key" flag:"xmpp-key" usage:"PEM private key for --xmpp-cert"`
+	XMPPRelayJID           string        `yaml:"xmpp_relay_jid" flag:"xmpp-relay-jid" usage:"the JID connection requests come from (CPEs must allow it in ConnReqAllowedJabberIDs); empty = crrelay@<domain>/relay"`
+	XMPPACSAccounts        []string      `yaml:"xmpp_acs_accounts" flag:"xmpp-acs-accounts" usage:"ACS accounts allowed to send connection requests over XMPP, as bare-jid=credentials (from crrelay xmpp-credentials), comma-separated"`
+	XMPPMaxStanza          int           `yaml:"xmpp_max_stanza" flag:"xmpp-max-stanza" usage:"largest stanza accepted, in bytes; a larger one closes the stream"`
+	XMPPMaxSessions        int           `yaml:"xmpp_max_sessions" flag:"xmpp-max-sessions" usage:"XMPP connections at most, negotiating or online"`
+	XMPPConnRatePerIP      int           `yaml:"xmpp_conn_rate_per_ip" flag:"xmpp-conn-rate-per-ip" usage:"new XMPP connections per second allowed from one IP (0 = unlimited)"`
+	XMPPNegotiationTimeout time.Duration `yaml:"xmpp_negotiation_timeout" flag:"xmpp-negotiation-timeout" usage:"time a new connection has to finish TLS, SASL and bind"`
+	XMPPReadTimeout        time.Duration `yaml:"xmpp_read_timeout" flag:"xmpp-read-timeout" usage:"a session silent this long (no stanza, no whitespace keepalive) is closed as dead"`
+	XMPPAuthFailureDelay   time.Duration `yaml:"xmpp_auth_failure_delay" flag:"xmpp-auth-failure-delay" usage:"delay before answering a failed XMPP authentication"`
+
+	DNSListen    []string `yaml:"dns_listen" flag:"dns-listen" usage:"UDP+TCP addresses of the authoritative DNS responder for the XMPP domain (SRV, A, AAAA), comma-separated; empty = none"`
+	DNSAddresses []string `yaml:"dns_addresses" flag:"dns-addresses" usage:"IP addresses the DNS responder gives for the broker; empty = the specific IPs of --xmpp-listen"`
+
 	HTTPConnectTimeout     time.Duration `yaml:"http_cr_connect_timeout" flag:"http-cr-connect-timeout" usage:"TCP (and TLS) connect timeout of HTTP connection requests"`
 	HTTPTimeout            time.Duration `yaml:"http_cr_timeout" flag:"http-cr-timeout" usage:"bound on one HTTP connection request, both round trips"`
 	HTTPAllowBasic         bool          `yaml:"http_cr_allow_basic" flag:"http-cr-allow-basic" usage:"allow Basic auth for every device (clear-text password; off by default)"`
@@ -74,24 +91,32 @@ func Default() Config {
 		dataDir = strings.Split(d, ":")[0]
 	}
 	return Config{
-		DataDir:             dataDir,
-		LogLevel:            "info",
-		LogFormat:           "text",
-		APIListen:           "127.0.0.1:8547",
-		ShutdownGrace:       10 * time.Second,
-		APIBatchConcurrency: 256,
-		WakeTransports:      []string{"xmpp", "udp", "http"},
-		WakeTimeout:         10 * time.Second,
-		WakeMaxTimeout:      60 * time.Second,
-		STUNListen:          []string{"0.0.0.0:3478"},
-		STUNIntegrity:       "optional",
-		STUNRatePerSource:   200,
-		STUNBindingTTL:      10 * time.Minute,
-		UDPCRRetransmits:    2,
-		HTTPConnectTimeout:  3 * time.Second,
-		HTTPTimeout:         10 * time.Second,
-		HTTPMaxConcurrent:   1024,
-		HTTPMaxPerHost:      4,
+		DataDir:                dataDir,
+		LogLevel:               "info",
+		LogFormat:              "text",
+		APIListen:              "127.0.0.1:8547",
+		ShutdownGrace:          10 * time.Second,
+		APIBatchConcurrency:    256,
+		WakeTransports:         []string{"xmpp", "udp", "http"},
+		WakeTimeout:            10 * time.Second,
+		WakeMaxTimeout:         60 * time.Second,
+		STUNListen:             []string{"0.0.0.0:3478"},
+		STUNIntegrity:          "optional",
+		STUNRatePerSource:      200,
+		STUNBindingTTL:         10 * time.Minute,
+		UDPCRRetransmits:       2,
+		XMPPListen:             []string{"0.0.0.0:5222"},
+		XMPPTLSListen:          []string{"0.0.0.0:5223"},
+		XMPPMaxStanza:          65536,
+		XMPPMaxSessions:        200000,
+		XMPPConnRatePerIP:      20,
+		XMPPNegotiationTimeout: 10 * time.Second,
+		XMPPReadTimeout:        5 * time.Minute,
+		XMPPAuthFailureDelay:   time.Second,
+		HTTPConnectTimeout:     3 * time.Second,
+		HTTPTimeout:            10 * time.Second,
+		HTTPMaxConcurrent:      1024,
+		HTTPMaxPerHost:         4,
 	}
 }
 
@@ -268,6 +293,52 @@ func (c Config) Validate() error {
 	}
 	if c.UDPCRRetransmits < 0 || c.UDPCRRetransmits > 5 {
 		return bad("udp-cr-retransmits", "must be 0 to 5")
+	}
+	for flag, list := range map[string][]string{"xmpp-listen": c.XMPPListen, "xmpp-tls-listen": c.XMPPTLSListen, "dns-listen": c.DNSListen} {
+		for _, a := range list {
+			if err := checkListen(a); err != nil {
+				return bad(flag, "%v", err)
+			}
+		}
+	}
+	if (c.XMPPCert == "") != (c.XMPPKey == "") {
+		return bad("xmpp-cert", "--xmpp-cert and --xmpp-key go together")
+	}
+	if c.XMPPDomain != "" && (strings.ContainsAny(c.XMPPDomain, "@/ ") || len(c.XMPPDomain) > 253) {
+		return bad("xmpp-domain", "%q is not a domain name", c.XMPPDomain)
+	}
+	if c.XMPPRelayJID != "" && (!strings.Contains(c.XMPPRelayJID, "@") || !strings.Contains(c.XMPPRelayJID, "/")) {
+		return bad("xmpp-relay-jid", "%q is not a full JID (local@domain/resource)", c.XMPPRelayJID)
+	}
+	for _, a := range c.XMPPACSAccounts {
+		jid, cred, ok := strings.Cut(a, "=")
+		if !ok || !strings.Contains(jid, "@") || strings.Contains(jid, "/") || !strings.HasPrefix(cred, "scram1$") {
+			return bad("xmpp-acs-accounts", "%q is not bare-jid=credentials (credentials from crrelay xmpp-credentials)", a)
+		}
+	}
+	if c.XMPPMaxStanza < 4096 || c.XMPPMaxStanza > 16<<20 {
+		return bad("xmpp-max-stanza", "must be 4096 to 16777216 bytes")
+	}
+	if c.XMPPMaxSessions < 1 {
+		return bad("xmpp-max-sessions", "must be at least 1")
+	}
+	if c.XMPPConnRatePerIP < 0 {
+		return bad("xmpp-conn-rate-per-ip", "must not be negative")
+	}
+	for name, d := range map[string]time.Duration{
+		"xmpp-negotiation-timeout": c.XMPPNegotiationTimeout, "xmpp-read-timeout": c.XMPPReadTimeout,
+	} {
+		if d <= 0 {
+			return bad(name, "must be positive, got %v", d)
+		}
+	}
+	if c.XMPPAuthFailureDelay < 0 {
+		return bad("xmpp-auth-failure-delay", "must not be negative")
+	}
+	for _, a := range c.DNSAddresses {
+		if _, err := netip.ParseAddr(a); err != nil {
+			return bad("dns-addresses", "%q is not an IP address", a)
+		}
 	}
 	if c.HTTPMaxConcurrent < 1 || c.HTTPMaxPerHost < 1 {
 		return bad("http-cr-max-concurrent", "concurrency limits must be at least 1")

@@ -58,7 +58,7 @@ func startAppliance(t *testing.T, dataDir string, extra ...string) *appliance {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	a := &appliance{stdout: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
-	args := append([]string{"serve", "--data-dir", dataDir, "--api-listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0",
+	args := append([]string{"serve", "--data-dir", dataDir, "--api-listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0", "--xmpp-listen", "127.0.0.1:0", "--xmpp-tls-listen", "127.0.0.1:0",
 		"--http-cr-allow-cidrs", "127.0.0.0/8", "--log-level", "info"}, extra...)
 	go func() {
 		err := run(ctx, args, a.stdout, pw)
@@ -429,7 +429,7 @@ func TestSTUNPortTaken(t *testing.T) {
 	app := startAppliance(t, t.TempDir(), "--api-token", "x")
 	var out, errb bytes.Buffer
 	err := run(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--api-listen", "127.0.0.1:0",
-		"--stun-listen", app.stun, "--api-token", "x"}, &out, &errb)
+		"--stun-listen", app.stun, "--xmpp-listen=", "--xmpp-tls-listen=", "--api-token", "x"}, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second relay on %s: %v", app.stun, err)
 	}

@@ -5,6 +5,8 @@
 //	crrelay device put|get|list|delete ...
 //	crrelay wake ID [--transport T] [--timeout D]
 //	crrelay sim http|stun [flags]  run simulated CPEs
+//	crrelay check xmpp --domain D  check the broker's DNS SRV records
+//	crrelay xmpp-credentials       salt a password for --xmpp-acs-accounts
 //	crrelay version
 //
 // This package only wires: protocol logic lives in the packages it calls.
@@ -69,6 +71,8 @@ commands:
   wake ID [--transport T]       send a connection request; exit 0 only if delivered or sent
   sim http [flags]              run simulated HTTP CPEs (optionally registering them)
   sim stun [flags]              run simulated TR-111 STUN CPEs (optionally registering them)
+  check xmpp [--domain D]       do the domain's XMPP SRV records lead to this appliance? exit 0 if so
+  xmpp-credentials < pwfile     print salted SCRAM credentials of a password (for --xmpp-acs-accounts)
   version                       print the version
 
 Client commands take --api (env CRRELAY_API, default http://127.0.0.1:8547)
@@ -88,6 +92,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return wakeCmd(ctx, args[1:], stdout, stderr)
 	case "sim":
 		return simCmd(ctx, args[1:], stdout, stderr)
+	case "check":
+		return checkCmd(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "xmpp-credentials":
+		return xmppCredentialsCmd(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "crrelay", version)
 		return nil

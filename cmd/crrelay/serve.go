@@ -30,6 +30,9 @@ import (
 	"github.com/crrelay/crrelay/wake"
 )
 
+// xmppEnabled reports whether the settings run the XMPP broker.
+func xmppEnabled(cfg config.Config) bool { return len(cfg.XMPPListen)+len(cfg.XMPPTLSListen) > 0 }
+
 // serve runs the appliance until ctx ends.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var check bool
@@ -60,12 +63,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if len(cfg.STUNListen) > 0 {
 			enabled[registry.TransportUDP] = nil
 		}
+		if xmppEnabled(cfg) {
+			enabled[registry.TransportXMPP] = nil
+			if err := checkXMPP(cfg); err != nil {
+				return err
+			}
+		}
 		var order []registry.Transport
 		for _, t := range cfg.WakeTransports {
 			order = append(order, registry.Transport(t))
 		}
 		if !anyEnabled(order, enabled) {
-			return fmt.Errorf("%w: --wake-transports %s names no transport this appliance runs (udp needs --stun-listen)",
+			return fmt.Errorf("%w: --wake-transports %s names no transport this appliance runs (udp needs --stun-listen, xmpp --xmpp-listen or --xmpp-tls-listen)",
 				errUsage, strings.Join(cfg.WakeTransports, ","))
 		}
 		if len(cfg.STUNListen) > 0 {
@@ -139,8 +148,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer st.close()
 		transports[registry.TransportUDP] = st.transport
 	}
+	var xs *xmppSetup
+	if xmppEnabled(cfg) {
+		xs, err = setupXMPP(cfg, reg, metrics, log.With("part", "xmpp"))
+		if err != nil {
+			return err
+		}
+		defer xs.close()
+		transports[registry.TransportXMPP] = wake.XMPP{Broker: xs.broker}
+	}
 	if !anyEnabled(order, transports) {
-		return fmt.Errorf("%w: --wake-transports %s names no transport this appliance runs (udp needs --stun-listen)",
+		return fmt.Errorf("%w: --wake-transports %s names no transport this appliance runs (udp needs --stun-listen, xmpp --xmpp-listen or --xmpp-tls-listen)",
 			errUsage, strings.Join(cfg.WakeTransports, ","))
 	}
 	waker, err := wake.New(wake.Config{
@@ -186,8 +204,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		scheme = "https"
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	// The STUN sockets close only after the API has drained, so wakes in
-	// flight at shutdown can still send from them.
+	// The STUN sockets and the XMPP broker close only after the API has
+	// drained, so wakes in flight at shutdown can still use them.
 	stunCtx, stopSTUN := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopSTUN()
 	g.Go(func() error {
@@ -208,8 +226,24 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		stunAddrs = st.bound
 	}
+	var xmppAddrs []string
+	if xs != nil {
+		for _, ln := range xs.plain {
+			g.Go(func() error { return xs.broker.Serve(stunCtx, ln, false) })
+		}
+		for _, ln := range xs.direct {
+			g.Go(func() error { return xs.broker.Serve(stunCtx, ln, true) })
+		}
+		for _, pc := range xs.dnsUDP {
+			g.Go(func() error { return xs.dns.Serve(gctx, pc) })
+		}
+		for _, ln := range xs.dnsTCP {
+			g.Go(func() error { return xs.dns.ServeTCP(gctx, ln) })
+		}
+		xmppAddrs = xs.bound
+	}
 	log.Info("crrelay started", "version", version, "api", scheme+"://"+ln.Addr().String(),
-		"stun", strings.Join(stunAddrs, ","), "data_dir", cfg.DataDir, "devices", reg.Len())
+		"stun", strings.Join(stunAddrs, ","), "xmpp", strings.Join(xmppAddrs, ","), "data_dir", cfg.DataDir, "devices", reg.Len())
 	ready.Store(true)
 	if err := sdNotify("READY=1\nSTATUS=serving"); err != nil {
 		log.Warn("sd_notify", "err", err)

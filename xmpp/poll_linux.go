@@ -1,0 +1,120 @@
+//go:build linux
+
+package xmpp
+
+import (
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller tells which idle sessions have bytes to read. It is one epoll
+// instance in which every bound session's socket is registered one-shot:
+// an event disables the socket until the worker that drained it re-arms
+// it, so at most one goroutine reads a session at a time and an idle
+// session costs no goroutine at all.
+//
+// The epoll descriptor is itself handed to Go's netpoller (os.NewFile on
+// a non-blocking descriptor), so waiting for events parks a goroutine
+// instead of blocking a thread, and closing the file wakes it.
+type poller struct {
+	f  *os.File
+	rc syscall.RawConn
+	fd int
+}
+
+// pollEvents: readable, or the peer shut its side; one-shot.
+const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+func newPoller() (*poller, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("setnonblock", err)
+	}
+	f := os.NewFile(uintptr(fd), "xmpp-epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &poller{f: f, rc: rc, fd: fd}, nil
+}
+
+// arm registers the socket of c (first) or re-enables it (afterwards),
+// to report key once when it is readable. It runs inside c.Control, so
+// the descriptor cannot be closed, and its number reused by another
+// connection, while epoll_ctl runs.
+func (p *poller) arm(c syscall.RawConn, key uint64, first bool) error {
+	op := unix.EPOLL_CTL_MOD
+	if first {
+		op = unix.EPOLL_CTL_ADD
+	}
+	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(uint32(key)), Pad: int32(uint32(key >> 32))}
+	var cerr error
+	if err := c.Control(func(fd uintptr) {
+		cerr = unix.EpollCtl(p.fd, op, int(fd), &ev)
+	}); err != nil {
+		return err
+	}
+	if cerr != nil {
+		return os.NewSyscallError("epoll_ctl", cerr)
+	}
+	return nil
+}
+
+// pollEvent is one readiness report.
+type pollEvent = unix.EpollEvent
+
+func eventKey(ev *pollEvent) uint64 { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
+
+// wait blocks until at least one socket is ready and fills evs. It
+// returns an error once the poller is closed.
+func (p *poller) wait(evs []pollEvent) (int, error) {
+	var n int
+	var werr error
+	err := p.rc.Read(func(fd uintptr) bool {
+		n, werr = unix.EpollWait(int(fd), evs, 0)
+		if werr == unix.EINTR {
+			n, werr = 0, nil
+		}
+		return n > 0 || werr != nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if werr != nil {
+		return 0, os.NewSyscallError("epoll_wait", werr)
+	}
+	return n, nil
+}
+
+func (p *poller) close() error { return p.f.Close() }
+
+// readNonblock reads what the socket of c holds without waiting:
+// wouldBlock when it is empty, io.EOF-style (0, nil) at the end.
+func readNonblock(c syscall.RawConn, p []byte) (int, error) {
+	var n int
+	var rerr error
+	if err := c.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = unix.Read(int(fd), p)
+			if rerr != unix.EINTR {
+				return true
+			}
+		}
+	}); err != nil {
+		return 0, err
+	}
+	switch {
+	case rerr == unix.EAGAIN:
+		return 0, errWouldBlock
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	}
+	return n, nil
+}

@@ -1,0 +1,357 @@
+package xmpp
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/crrelay/crrelay/xmpp/xmlframe"
+)
+
+// kind is the kind of account a session authenticated as.
+type kind uint8
+
+const (
+	kindCPE kind = iota
+	kindACS
+	nKinds
+)
+
+func (k kind) String() string {
+	if k == kindACS {
+		return "acs"
+	}
+	return "cpe"
+}
+
+// Session states.
+const (
+	stateOpen uint32 = iota
+	stateClosing
+)
+
+// maxPending bounds the IQs outstanding to one session.
+const maxPending = 64
+
+// pendingTTL is how long an IQ routed from an ACS to a CPE waits for its
+// answer before the answer is no longer routed back.
+const pendingTTL = time.Minute
+
+// closeWriteTimeout bounds the write of a closing </stream:stream>.
+const closeWriteTimeout = time.Second
+
+var errSessionClosed = errors.New("xmpp: session closed")
+
+// session is one bound client stream. Idle, it is this struct, its
+// tls.Conn and socket, and an entry in the poller: no goroutine, no
+// buffer. When the poller reports bytes, a worker borrows a read buffer,
+// drains the TLS connection without blocking, handles every complete
+// stanza, keeps a copy of an unfinished one (rare: stanzas are small and
+// arrive in one record), returns the buffer and re-arms the poller.
+type session struct {
+	b      *Broker
+	ln     *listener
+	conn   net.Conn
+	nb     *nbConn
+	tc     *tls.Conn
+	full   string  // full JID as bound, localpart as authenticated
+	addr   address // normalised full JID, for lookups
+	remote string
+	since  time.Time
+	kind   kind
+	slot   uint32
+	gen    uint32
+
+	// Guarded by b.mu.
+	listed       bool     // in b.byFull and b.byBare
+	older, newer *session // sessions of the same bare JID, by bind time
+
+	state    atomic.Uint32
+	lastRead atomic.Int64 // unix nanoseconds of the last readiness
+
+	wmu sync.Mutex // serialises writes
+
+	// The read side, used by one worker at a time (the poller's event is
+	// one-shot). rmu makes that order visible to Go (and its race
+	// detector): the hand-over between workers goes through the kernel.
+	rmu     sync.Mutex
+	split   xmlframe.Splitter
+	partial []byte // an unfinished stanza kept while idle
+	armed   bool   // registered with the poller
+
+	mu      sync.Mutex
+	pending []pendingIQ
+	dead    bool // no more pending IQs accepted
+}
+
+// pendingIQ is an IQ get or set delivered to this session whose answer
+// will be routed back to the requester: a session, or the relay's call.
+type pendingIQ struct {
+	id      string
+	from    *session // nil for the relay
+	call    *call
+	req     address // the requester's JID, which the answer is addressed to
+	expires int64
+}
+
+// bareJID returns the bare JID as bound.
+func (s *session) bareJID() string { return s.full[:len(s.full)-(len(s.addr.key)-s.addr.bare)] }
+
+func (s *session) info(reason string, ended time.Time) SessionInfo {
+	return SessionInfo{
+		BareJID: s.bareJID(),
+		FullJID: s.full,
+		Remote:  s.remote,
+		TLS:     true,
+		Since:   s.since,
+		EndedAt: ended,
+		Reason:  reason,
+	}
+}
+
+func (s *session) open() bool { return s.state.Load() == stateOpen }
+
+// write sends one or more complete stanzas. The deadline bounds the
+// write: a session that cannot take them by then is closed (its TLS
+// state is lost once a write times out).
+func (s *session) write(p []byte, deadline time.Time) error {
+	s.wmu.Lock()
+	if !s.open() {
+		s.wmu.Unlock()
+		return errSessionClosed
+	}
+	err := s.tc.SetWriteDeadline(deadline)
+	if err == nil {
+		_, err = s.tc.Write(p)
+	}
+	s.wmu.Unlock()
+	if err != nil {
+		s.close("write-error", "")
+		return err
+	}
+	s.b.m.stanzasOut.Inc()
+	return nil
+}
+
+// close ends the session: it leaves the tables at once, and the closing
+// tag (after a stream error, if cond is set) is written and the socket
+// closed in the background. Only the first call does anything.
+func (s *session) close(reason string, cond streamError) {
+	if !s.state.CompareAndSwap(stateOpen, stateClosing) {
+		return
+	}
+	s.b.unregister(s, reason)
+	s.mu.Lock()
+	pending := s.pending
+	s.pending, s.dead = nil, true
+	s.mu.Unlock()
+	if cond != "" {
+		s.b.m.streamErrs.WithLabelValues(string(cond)).Inc()
+	}
+	s.b.spawn(func() { s.teardown(pending, cond) })
+}
+
+func (s *session) teardown(pending []pendingIQ, cond streamError) {
+	// Whoever waits for an answer from this session hears now that none
+	// will come.
+	for _, p := range pending {
+		if p.call != nil {
+			p.call.finish(Result{Outcome: Offline})
+		} else if p.from != nil {
+			s.b.sendError(p.from, "iq", p.id, s.full, p.req.key, "cancel", "service-unavailable")
+		}
+	}
+	var b []byte
+	if cond != "" {
+		b = appendStreamError(b, cond)
+	} else {
+		b = append(b, "</stream:stream>"...)
+	}
+	s.wmu.Lock()
+	if err := s.tc.SetWriteDeadline(time.Now().Add(closeWriteTimeout)); err == nil {
+		_, _ = s.tc.Write(b)
+	}
+	s.wmu.Unlock()
+	// Closing the socket rather than the tls.Conn: close_notify would
+	// wait up to 5s on a peer that reads nothing, and the stream's own
+	// closing tag has said what matters.
+	_ = s.conn.Close()
+	s.b.connClosed(s.ln)
+}
+
+// addPending records an IQ routed to s; false if s is closing or has too
+// many outstanding.
+func (s *session) addPending(p pendingIQ, now int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return false
+	}
+	live := s.pending[:0]
+	for _, q := range s.pending {
+		if q.expires > now {
+			live = append(live, q)
+		}
+	}
+	clear(s.pending[len(live):])
+	s.pending = live
+	if len(s.pending) >= maxPending {
+		return false
+	}
+	if s.pending == nil {
+		s.pending = make([]pendingIQ, 0, 1)
+	}
+	s.pending = append(s.pending, p)
+	return true
+}
+
+// takeAnswer removes and returns the pending IQ an answer from s answers:
+// the same id, addressed to the requester (full or bare JID), to the
+// domain, or to no one (agents that leave out 'to' when answering).
+func (s *session) takeAnswer(id string, to address, hasTo bool, domain string, now int64) (pendingIQ, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, p := range s.pending {
+		if p.id != id || p.expires <= now {
+			continue
+		}
+		if hasTo && to.key != p.req.key && to.key != p.req.bareKey() && to.key != domain {
+			continue
+		}
+		s.removeLocked(i)
+		return p, true
+	}
+	return pendingIQ{}, false
+}
+
+// removeCall removes the pending IQ of c; false if it was already taken.
+func (s *session) removeCall(c *call) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, p := range s.pending {
+		if p.call == c {
+			s.removeLocked(i)
+			return true
+		}
+	}
+	return false
+}
+
+// removeFrom removes the pending IQ id from requester r.
+func (s *session) removeFrom(id string, r *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, p := range s.pending {
+		if p.id == id && p.from == r {
+			s.removeLocked(i)
+			return
+		}
+	}
+}
+
+func (s *session) removeLocked(i int) {
+	last := len(s.pending) - 1
+	s.pending[i] = s.pending[last]
+	s.pending[last] = pendingIQ{}
+	s.pending = s.pending[:last]
+	if len(s.pending) == 0 {
+		s.pending = nil
+	}
+}
+
+// serviceRead drains the session's TLS connection, handles the stanzas,
+// and re-arms the poller. One worker at a time runs it.
+func (s *session) serviceRead() {
+	b := s.b
+	s.rmu.Lock()
+	bp := b.readBufs.Get().(*[]byte)
+	buf := append((*bp)[:0], s.partial...)
+	s.partial = nil
+	for {
+		if !s.frame(&buf) {
+			break
+		}
+		n, err := s.tc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == nil {
+			continue
+		}
+		if n > 0 && !s.frame(&buf) {
+			break
+		}
+		if err == errWouldBlock {
+			// Idle again: keep what is unfinished, give the buffer back,
+			// and let the poller watch the socket.
+			if len(buf) > 0 {
+				s.partial = append([]byte(nil), buf...)
+			}
+			*bp = buf[:0]
+			b.readBufs.Put(bp)
+			s.rmu.Unlock()
+			s.arm()
+			return
+		}
+		if s.open() {
+			s.close("eof", "")
+		}
+		break
+	}
+	*bp = buf[:0]
+	b.readBufs.Put(bp)
+	s.rmu.Unlock()
+}
+
+// frame handles the complete units at the start of *buf and moves the
+// rest to its front. It reports false once the session is closing.
+func (s *session) frame(buf *[]byte) bool {
+	data := *buf
+	off := 0
+	for s.open() {
+		n, k, err := s.split.Next(data[off:])
+		if err != nil {
+			switch err {
+			case xmlframe.ErrTooLarge:
+				s.b.m.oversized.Inc()
+				s.close(string(sePolicyViolation), sePolicyViolation)
+			case xmlframe.ErrRestricted:
+				s.close(string(seRestrictedXML), seRestrictedXML)
+			default:
+				s.close(string(seNotWellFormed), seNotWellFormed)
+			}
+			return false
+		}
+		if k == xmlframe.None {
+			break
+		}
+		switch k {
+		case xmlframe.Element:
+			s.b.handle(s, data[off:off+n])
+		case xmlframe.StreamEnd:
+			// RFC 6120 4.4: the client closed its stream; close ours.
+			s.close("closed", "")
+		}
+		off += n
+	}
+	if off > 0 {
+		*buf = data[:copy(data, data[off:])]
+	}
+	return s.open()
+}
+
+// arm hands the session back to the poller. Only the reader that just
+// drained the session calls it, after giving up rmu.
+func (s *session) arm() {
+	if !s.open() {
+		return
+	}
+	s.rmu.Lock()
+	first := !s.armed
+	s.armed = true
+	s.rmu.Unlock()
+	if err := s.b.poll.arm(s.nb.rc, uint64(s.slot)|uint64(s.gen)<<32, first); err != nil {
+		s.close("error", "")
+	}
+}
