@@ -7,8 +7,11 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 # Debian packages the interop tests use: Apache httpd with mod_auth_digest,
 # curl, iproute2 + nftables for the real-NAT tests in network namespaces,
-# and dig (bind9-dnsutils) for the DNS responder interop test.
-TEST_DEBS := apache2 apache2-utils curl iproute2 nftables bind9-dnsutils
+# dig (bind9-dnsutils) for the DNS responder interop test, python3-slixmpp
+# for the XMPP CPE and ACS clients of interop/slixmpp (woken by, and
+# waking through, the appliance's broker), and Prosody as the reference
+# XMPP server of the simulator's tests.
+TEST_DEBS := apache2 apache2-utils curl iproute2 nftables bind9-dnsutils python3-slixmpp prosody
 
 .PHONY: all build run test test-deps vet fuzz bench clean
 

@@ -15,11 +15,18 @@
 //   - the time to register those devices through the API;
 //   - UDP connection requests dispatched per second through the API, to
 //     devices that each bound from a socket of their own;
+//   - the XMPP broker against Prosody (installed from Debian when
+//     missing), both loaded by the same tool (xmpp.go): memory per idle
+//     TLS session from RSS at 20,000 sessions (or as many as the
+//     open-file limit allows), logins per second (TLS, SASL, bind), and
+//     connectionRequest IQ round trips per second through the server
+//     with their p99;
 //   - registry load time and memory per device at 1,000,000 devices (the
 //     registry's BenchmarkLoad, run with that many devices).
 //
 // Flags skip sections (-http=false, -stun=false, -coturn=false,
-// -udp-cr=false, -registry-devices 0) and size them; see -help.
+// -udp-cr=false, -xmpp=false, -prosody=false, -registry-devices 0) and
+// size them; see -help.
 //
 // The load generators share the machine with what they measure, and the
 // notes of each row say how much CPU each side used and what limited the
@@ -61,6 +68,9 @@ type options struct {
 	devices  int // registry load figure
 	binary   string
 	stun     stunOptions
+	xmpp     bool // the XMPP broker rows
+	prosody  bool // Prosody beside crrelay in them
+	xo       xmppOptions
 }
 
 func main() {
@@ -92,6 +102,10 @@ func main() {
 	flag.IntVar(&s.wake.conc, "udp-cr-concurrency", 128, "concurrent API wakes in the UDP connection request run")
 	flag.IntVar(&s.wake.batch, "udp-cr-batch", 1000, "devices per POST /v1/connection-requests in the batched UDP connection request run")
 	flag.IntVar(&s.wake.batchConc, "udp-cr-batch-concurrency", 4, "batch calls in flight in the batched UDP connection request run")
+	flag.BoolVar(&o.xmpp, "xmpp", true, "measure the XMPP broker: memory per idle TLS session, logins/s, connection-request IQs/s")
+	flag.BoolVar(&o.prosody, "prosody", true, "include Prosody (installed from Debian when missing) in the XMPP figures")
+	o.xo = defaultXMPPOptions()
+	o.xo.flags(flag.CommandLine)
 	cpuprofile := flag.String("cpuprofile", "", "write the bench's own CPU profile (the load generators) to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -129,7 +143,19 @@ func run(o options) error {
 	// 4. STUN answers against coturn, and UDP connection requests.
 	rows = append(rows, stunSection(ctx, o.binary, o.stun)...)
 
-	// 5. Registry at scale.
+	// 5. The XMPP broker against Prosody, one after the other with the
+	// same load tool.
+	if o.xmpp {
+		const domain = "bench.example"
+		var starters []xmppStarter
+		if o.prosody {
+			starters = append(starters, prosodyStarter(domain))
+		}
+		starters = append(starters, crrelayStarter(o.binary, domain))
+		rows = append(rows, xmppSection(ctx, o.xo, starters...)...)
+	}
+
+	// 6. Registry at scale.
 	if o.devices > 0 {
 		fmt.Fprintf(os.Stderr, "registry: loading %d devices...\n", o.devices)
 		r, err := registryLoad(o.devices)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/crrelay/crrelay/apiclient"
+	"github.com/crrelay/crrelay/internal/scramcred"
 	"github.com/crrelay/crrelay/sim"
 	"golang.org/x/sync/errgroup"
 )
@@ -731,4 +732,57 @@ func randomPassword() string {
 	var b [12]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// crrelayStarter runs the appliance (binary serve) with its broker on
+// loopback for a run: the same kind of certificate as Prosody's (from
+// writeSelfSigned), one ACS account from its configuration, the CPEs
+// registered through the API, and a per-source-address connection rate
+// high enough for the login burst of a few loopback addresses.
+func crrelayStarter(binary, domain string) xmppStarter {
+	return xmppStarter{name: "crrelay", start: func(ctx context.Context, o xmppOptions) (xmppTarget, func(), error) {
+		o, _ = fitSessions(o)
+		if err := raiseNoFile(uint64(o.sessions) + fdMargin); err != nil {
+			return xmppTarget{}, nil, err
+		}
+		dir, err := os.MkdirTemp("", "crrelay-bench-xmpp-")
+		if err != nil {
+			return xmppTarget{}, nil, err
+		}
+		certFile, keyFile := dir+"/cert.pem", dir+"/key.pem"
+		pool, err := writeSelfSigned(certFile, keyFile, domain)
+		if err != nil {
+			os.RemoveAll(dir)
+			return xmppTarget{}, nil, err
+		}
+		acs := xmppAccount{"bench-acs", randomPassword()}
+		creds, err := scramcred.Derive(acs.pass)
+		if err != nil {
+			os.RemoveAll(dir)
+			return xmppTarget{}, nil, err
+		}
+		ports, err := freeTCPPorts(2)
+		if err != nil {
+			os.RemoveAll(dir)
+			return xmppTarget{}, nil, err
+		}
+		c2s, direct := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
+		a, err := startAppliance(ctx, binary, 64,
+			"--xmpp-listen", c2s, "--xmpp-tls-listen", direct, "--xmpp-domain", domain,
+			"--xmpp-cert", certFile, "--xmpp-key", keyFile,
+			"--xmpp-acs-accounts", acs.user+"@"+domain+"="+creds.String(),
+			"--xmpp-max-sessions", strconv.Itoa(o.sessions+o.acsConns+64),
+			"--xmpp-conn-rate-per-ip", "0")
+		if err != nil {
+			os.RemoveAll(dir)
+			return xmppTarget{}, nil, err
+		}
+		t := xmppTarget{
+			name: "crrelay", addr: c2s, tlsAddr: direct, domain: domain, pid: a.pid(),
+			tls: &tls.Config{ServerName: domain, RootCAs: pool}, acs: acs,
+			allow:     []string{"crrelay@" + domain + "/relay"},
+			provision: apiXMPPProvisioner(a.api, 64),
+		}
+		return t, func() { a.stop(); os.RemoveAll(dir) }, nil
+	}}
 }

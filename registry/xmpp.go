@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -78,10 +79,24 @@ type sessionTable struct {
 }
 
 // XMPPSessionUp records that s.FullJID is online, replacing any earlier
-// session of the same account (a CPE that reconnects, or binds another
-// resource: the newest is the one connection requests go to).
+// session of the same account (a CPE that reconnects). A device registered
+// with a full JID is reached at that JID only, so another resource of its
+// account is not its session and is not recorded; one registered with a
+// bare JID is reached at its newest session, whatever the resource.
 func (r *Registry) XMPPSessionUp(s XMPPSession) {
 	s.Online, s.EndedAt, s.EndReason = true, time.Time{}, ""
+	r.mu.RLock()
+	rec := r.idx.byJID(jidKey(s.FullJID))
+	var registered string
+	if rec != nil {
+		registered = rec.field(fXMPPJID)
+	}
+	r.mu.RUnlock()
+	if _, res, full := strings.Cut(registered, "/"); full {
+		if _, got, _ := strings.Cut(s.FullJID, "/"); got != res {
+			return
+		}
+	}
 	t := &r.sessions
 	t.mu.Lock()
 	defer t.mu.Unlock()

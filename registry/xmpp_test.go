@@ -75,15 +75,34 @@ func TestXMPPSessions(t *testing.T) {
 	if !ok || !s.Online || s.FullJID != "CPE1@xmpp.example.net/cr" || !s.TLS || !s.Since.Equal(t0) {
 		t.Fatalf("session %+v %v", s, ok)
 	}
-	// A second resource replaces the first; the first's end changes nothing.
+	// Another resource of the account is not the device's session (it is
+	// registered with the full JID .../cr): neither its start nor its end
+	// changes what the device shows.
 	r.XMPPSessionUp(XMPPSession{FullJID: "cpe1@xmpp.example.net/other", Since: t0.Add(time.Second)})
+	r.XMPPSessionDown("cpe1@xmpp.example.net/other", t0.Add(2*time.Second), "closed")
+	if s, _ := r.XMPPSession(d.ID); !s.Online || s.FullJID != "CPE1@xmpp.example.net/cr" {
+		t.Fatalf("another resource came and went: %+v", s)
+	}
+	// A new session of the same full JID replaces the first; the first's
+	// end changes nothing.
+	r.XMPPSessionUp(XMPPSession{FullJID: "cpe1@xmpp.example.net/cr", Since: t0.Add(time.Second)})
 	r.XMPPSessionDown("CPE1@xmpp.example.net/cr", t0.Add(2*time.Second), "replaced")
-	if s, _ := r.XMPPSession(d.ID); !s.Online || s.FullJID != "cpe1@xmpp.example.net/other" {
+	if s, _ := r.XMPPSession(d.ID); !s.Online || s.FullJID != "cpe1@xmpp.example.net/cr" {
 		t.Fatalf("after the old session ended: %+v", s)
 	}
-	r.XMPPSessionDown("cpe1@xmpp.example.net/other", t0.Add(3*time.Second), "read timeout")
+	r.XMPPSessionDown("cpe1@xmpp.example.net/cr", t0.Add(3*time.Second), "read timeout")
 	if s, _ := r.XMPPSession(d.ID); s.Online || s.EndReason != "read timeout" || !s.EndedAt.Equal(t0.Add(3*time.Second)) {
 		t.Fatalf("after the end: %+v", s)
+	}
+	// A device registered with a bare JID shows its newest session,
+	// whatever the resource.
+	bare := testDevice(2)
+	bare.XMPPJID = "cpe2@xmpp.example.net"
+	mustPut(t, r, bare)
+	r.XMPPSessionUp(XMPPSession{FullJID: "cpe2@xmpp.example.net/a", Since: t0})
+	r.XMPPSessionUp(XMPPSession{FullJID: "cpe2@xmpp.example.net/b", Since: t0})
+	if s, _ := r.XMPPSession(bare.ID); !s.Online || s.FullJID != "cpe2@xmpp.example.net/b" {
+		t.Fatalf("bare JID device: %+v", s)
 	}
 	// Unknown accounts and devices without a JID have none.
 	if _, ok := r.XMPPSession("nope"); ok {

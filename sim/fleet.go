@@ -2,22 +2,14 @@ package sim
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // Limits of the fleet's HTTP server. CPE agents read small requests and
@@ -88,8 +80,8 @@ func (c FleetConfig) validate() error {
 	if c.Count < 0 || c.CloseAfter401Every < 0 || c.NoncePerConnectionEvery < 0 {
 		return ErrBadCount
 	}
-	if !validName(c.Prefix + "000001") {
-		return fmt.Errorf("prefix %q: %w", c.Prefix, ErrBadName)
+	if err := checkPrefix(c.Prefix); err != nil {
+		return err
 	}
 	for _, m := range c.Modes {
 		if !m.Valid() {
@@ -105,15 +97,12 @@ type Fleet struct {
 	log     *slog.Logger
 	onWake  func(string, time.Time)
 	minter  *nonceMinter
-	credKey [32]byte
+	credKey credKey
 	now     func() time.Time // time.Now; tests replace it before Serve
+	cpes    *cpeSet[*HTTPCPE]
 
 	connIDs  atomic.Uint64 // last TCP connection id handed out
 	notFound atomic.Uint64
-
-	mu     sync.RWMutex
-	byName map[string]*HTTPCPE
-	order  []*HTTPCPE
 }
 
 // NewFleet builds a fleet and generates cfg.Count CPEs.
@@ -123,26 +112,20 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 		return nil, err
 	}
 	f := &Fleet{
-		log:    cfg.Logger,
-		onWake: cfg.OnWake,
-		minter: newNonceMinter(),
-		now:    time.Now,
-		byName: make(map[string]*HTTPCPE, cfg.Count),
-		order:  make([]*HTTPCPE, 0, cfg.Count),
+		log:     cfg.Logger,
+		onWake:  cfg.OnWake,
+		minter:  newNonceMinter(),
+		credKey: newCredKey("crrelay sim credentials", cfg.Seed),
+		now:     time.Now,
+		// Adds are allowed while the fleet serves.
+		cpes: newCPESet[*HTTPCPE]("CPE", nil, cfg.Count),
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Seed == 0 {
-		rand.Read(f.credKey[:])
-	} else {
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], uint64(cfg.Seed))
-		f.credKey = sha256.Sum256(append([]byte("crrelay sim credentials\x00"), b[:]...))
-	}
 	for i := range cfg.Count {
 		n := i + 1
-		name := fmt.Sprintf("%s%06d", cfg.Prefix, n)
+		name := cpeName(cfg.Prefix, n)
 		mode := cfg.Modes[i%len(cfg.Modes)]
 		closeAfter := cfg.CloseAfter401Every > 0 && n%cfg.CloseAfter401Every == 0
 		perConn := !closeAfter && mode.Digest() &&
@@ -171,9 +154,7 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 // credentials derives a generated CPE's username and password. The
 // username differs from the device id, so a client that mixes them up fails.
 func (f *Fleet) credentials(name string) (user, pass string) {
-	m := hmac.New(sha256.New, f.credKey[:])
-	m.Write([]byte(name))
-	return "cr-" + name, hex.EncodeToString(m.Sum(nil)[:10])
+	return "cr-" + name, f.credKey.mac(name)
 }
 
 // Add adds one CPE with an explicit configuration. It may be called while
@@ -183,29 +164,11 @@ func (f *Fleet) Add(cfg HTTPCPEConfig) (*HTTPCPE, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("CPE %q: %w", cfg.Name, err)
 	}
-	c := newHTTPCPE(f, cfg)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, dup := f.byName[cfg.Name]; dup {
-		return nil, fmt.Errorf("CPE %q: %w", cfg.Name, ErrDuplicateName)
-	}
-	f.byName[cfg.Name] = c
-	f.order = append(f.order, c)
-	return c, nil
+	return f.cpes.add(cfg.Name, newHTTPCPE(f, cfg))
 }
 
 // CPE returns the named CPE, or nil.
-func (f *Fleet) CPE(name string) *HTTPCPE {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.byName[name]
-}
-
-func (f *Fleet) cpes() []*HTTPCPE {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.order[:len(f.order):len(f.order)]
-}
+func (f *Fleet) CPE(name string) *HTTPCPE { return f.cpes.get(name) }
 
 // Device is what to register with the appliance for one simulated CPE.
 type Device struct {
@@ -221,7 +184,7 @@ type Device struct {
 // at baseURL (scheme and authority of the listener, e.g. "http://192.0.2.1:7547").
 func (f *Fleet) Devices(baseURL string) []Device {
 	base := strings.TrimRight(baseURL, "/")
-	cs := f.cpes()
+	cs := f.cpes.all()
 	ds := make([]Device, len(cs))
 	for i, c := range cs {
 		ds[i] = Device{
@@ -244,26 +207,7 @@ type Registrar interface {
 // Register registers every CPE of the fleet through r, at most concurrency
 // at a time (at least one). It stops at the first error and returns it.
 func (f *Fleet) Register(ctx context.Context, r Registrar, baseURL string, concurrency int) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, concurrency))
-	for _, d := range f.Devices(baseURL) {
-		if gctx.Err() != nil {
-			break // a registration failed, or ctx was cancelled
-		}
-		g.Go(func() error {
-			if err := gctx.Err(); err != nil {
-				return err // another registration failed while this one waited
-			}
-			if err := r.PutDevice(gctx, d); err != nil {
-				return fmt.Errorf("register %s: %w", d.ID, err)
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	return ctx.Err()
+	return register(ctx, f.Devices(baseURL), concurrency, func(d Device) string { return d.ID }, r.PutDevice)
 }
 
 // Stats is a snapshot of a fleet's counters.
@@ -281,7 +225,7 @@ func (f *Fleet) Stats() Stats {
 		Connections: f.connIDs.Load(),
 		NotFound:    f.notFound.Load(),
 	}
-	for _, c := range f.cpes() {
+	for _, c := range f.cpes.all() {
 		cs := c.Counters()
 		s.Total.add(cs)
 		m := s.ByMode[c.cfg.Mode]

@@ -2,17 +2,11 @@ package sim
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -63,12 +57,8 @@ type STUNFleetConfig struct {
 // STUNFleet is a set of simulated STUN CPEs, each on its own socket.
 type STUNFleet struct {
 	cfg     STUNFleetConfig
-	credKey [32]byte
-
-	mu      sync.Mutex
-	running bool
-	byName  map[string]*STUNCPE
-	order   []*STUNCPE
+	credKey credKey
+	cpes    *cpeSet[*STUNCPE]
 }
 
 // NewSTUNFleet builds a fleet and generates cfg.Count CPEs. Their STUN
@@ -84,30 +74,23 @@ func NewSTUNFleet(cfg STUNFleetConfig) (*STUNFleet, error) {
 	if cfg.Count < 0 || cfg.RFC5389Every < 0 {
 		return nil, ErrBadCount
 	}
-	if !validName(cfg.Prefix + "000001") {
-		return nil, fmt.Errorf("prefix %q: %w", cfg.Prefix, ErrBadName)
+	if err := checkPrefix(cfg.Prefix); err != nil {
+		return nil, err
 	}
 	f := &STUNFleet{
-		cfg:    cfg,
-		byName: make(map[string]*STUNCPE, cfg.Count),
-		order:  make([]*STUNCPE, 0, cfg.Count),
-	}
-	if cfg.Seed == 0 {
-		rand.Read(f.credKey[:])
-	} else {
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], uint64(cfg.Seed))
-		f.credKey = sha256.Sum256(append([]byte("crrelay sim STUN credentials\x00"), b[:]...))
+		cfg:     cfg,
+		credKey: newCredKey("crrelay sim STUN credentials", cfg.Seed),
+		cpes:    newCPESet[*STUNCPE]("STUN CPE", ErrSTUNFleetRunning, cfg.Count),
 	}
 	for i := range cfg.Count {
 		n := i + 1
-		name := fmt.Sprintf("%s%06d", cfg.Prefix, n)
+		name := cpeName(cfg.Prefix, n)
 		_, err := f.Add(STUNCPEConfig{
 			Name:              name,
 			STUNUsername:      "s-" + name,
-			STUNPassword:      f.secret("stun", name),
+			STUNPassword:      f.credKey.secret("stun", name),
 			CRUsername:        "cr-" + name,
-			CRPassword:        f.secret("cr", name),
+			CRPassword:        f.credKey.secret("cr", name),
 			Server:            cfg.Server,
 			Keepalive:         cfg.Keepalive,
 			RFC5389:           cfg.RFC5389Every > 0 && n%cfg.RFC5389Every == 0,
@@ -121,13 +104,6 @@ func NewSTUNFleet(cfg STUNFleetConfig) (*STUNFleet, error) {
 	return f, nil
 }
 
-// secret derives a generated CPE's password of the given use.
-func (f *STUNFleet) secret(use, name string) string {
-	m := hmac.New(sha256.New, f.credKey[:])
-	m.Write([]byte(use + "\x00" + name))
-	return hex.EncodeToString(m.Sum(nil)[:10])
-}
-
 // Add adds one CPE with an explicit configuration, before Run. The fleet's
 // OnWake, OnBinding and Logger replace the configuration's.
 func (f *STUNFleet) Add(cfg STUNCPEConfig) (*STUNCPE, error) {
@@ -136,32 +112,14 @@ func (f *STUNFleet) Add(cfg STUNCPEConfig) (*STUNCPE, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.running {
-		return nil, ErrSTUNFleetRunning
-	}
-	if _, dup := f.byName[cfg.Name]; dup {
-		return nil, fmt.Errorf("STUN CPE %q: %w", cfg.Name, ErrDuplicateName)
-	}
-	f.byName[cfg.Name] = c
-	f.order = append(f.order, c)
-	return c, nil
+	return f.cpes.add(cfg.Name, c)
 }
 
 // CPE returns the named CPE, or nil.
-func (f *STUNFleet) CPE(name string) *STUNCPE {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.byName[name]
-}
+func (f *STUNFleet) CPE(name string) *STUNCPE { return f.cpes.get(name) }
 
 // CPEs returns the fleet's CPEs in the order they were added.
-func (f *STUNFleet) CPEs() []*STUNCPE {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.order[:len(f.order):len(f.order)]
-}
+func (f *STUNFleet) CPEs() []*STUNCPE { return f.cpes.all() }
 
 // STUNDevice is what to register with the appliance for one simulated
 // STUN CPE.
@@ -201,26 +159,7 @@ type STUNRegistrar interface {
 // Register registers every CPE of the fleet through r, at most concurrency
 // at a time (at least one). It stops at the first error and returns it.
 func (f *STUNFleet) Register(ctx context.Context, r STUNRegistrar, concurrency int) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, concurrency))
-	for _, d := range f.Devices() {
-		if gctx.Err() != nil {
-			break // a registration failed, or ctx was cancelled
-		}
-		g.Go(func() error {
-			if err := gctx.Err(); err != nil {
-				return err
-			}
-			if err := r.PutSTUNDevice(gctx, d); err != nil {
-				return fmt.Errorf("register %s: %w", d.ID, err)
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	return ctx.Err()
+	return register(ctx, f.Devices(), concurrency, func(d STUNDevice) string { return d.ID }, r.PutSTUNDevice)
 }
 
 // Run opens a socket for every CPE, then runs them all (STUNCPE.Run) until
@@ -228,14 +167,10 @@ func (f *STUNFleet) Register(ctx context.Context, r STUNRegistrar, concurrency i
 // CPE fails, the others are stopped and the error returned. Run may be
 // called once.
 func (f *STUNFleet) Run(ctx context.Context) error {
-	f.mu.Lock()
-	if f.running {
-		f.mu.Unlock()
-		return ErrSTUNFleetRunning
+	cs, err := f.cpes.start()
+	if err != nil {
+		return err
 	}
-	f.running = true
-	cs := f.order[:len(f.order):len(f.order)]
-	f.mu.Unlock()
 
 	listen := f.cfg.ListenPacket
 	if listen == nil {

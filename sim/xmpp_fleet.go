@@ -2,20 +2,12 @@ package sim
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // DefaultXMPPPrefix names generated XMPP CPEs: xmpp-000001, ... It
@@ -89,14 +81,10 @@ type XMPPFleetConfig struct {
 // XMPPFleet is a set of simulated XMPP CPEs.
 type XMPPFleet struct {
 	cfg     XMPPFleetConfig
-	credKey [32]byte
+	credKey credKey
 	salts   saltCache
 	slots   chan struct{}
-
-	mu      sync.Mutex
-	running bool
-	byName  map[string]*XMPPCPE
-	order   []*XMPPCPE
+	cpes    *cpeSet[*XMPPCPE]
 }
 
 // NewXMPPFleet builds a fleet and generates cfg.Count CPEs. Their XMPP
@@ -119,38 +107,31 @@ func NewXMPPFleet(cfg XMPPFleetConfig) (*XMPPFleet, error) {
 	if cfg.Count < 0 || cfg.LegacyErrorsEvery < 0 {
 		return nil, ErrBadCount
 	}
-	if !validName(cfg.Prefix + "000001") {
-		return nil, fmt.Errorf("prefix %q: %w", cfg.Prefix, ErrBadName)
+	if err := checkPrefix(cfg.Prefix); err != nil {
+		return nil, err
 	}
 	f := &XMPPFleet{
-		cfg:    cfg,
-		byName: make(map[string]*XMPPCPE, cfg.Count),
-		order:  make([]*XMPPCPE, 0, cfg.Count),
+		cfg:     cfg,
+		credKey: newCredKey("crrelay sim XMPP credentials", cfg.Seed),
+		cpes:    newCPESet[*XMPPCPE]("XMPP CPE", ErrXMPPFleetRunning, cfg.Count),
 	}
 	if cfg.LoginConcurrency > 0 {
 		f.slots = make(chan struct{}, cfg.LoginConcurrency)
 	}
-	if cfg.Seed == 0 {
-		rand.Read(f.credKey[:])
-	} else {
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], uint64(cfg.Seed))
-		f.credKey = sha256.Sum256(append([]byte("crrelay sim XMPP credentials\x00"), b[:]...))
-	}
 	for i := range cfg.Count {
 		n := i + 1
-		name := fmt.Sprintf("%s%06d", cfg.Prefix, n)
+		name := cpeName(cfg.Prefix, n)
 		_, err := f.Add(XMPPCPEConfig{
 			Name:               name,
 			Server:             cfg.Server,
 			Domain:             cfg.Domain,
-			Password:           f.secret("xmpp", name),
+			Password:           f.credKey.secret("xmpp", name),
 			Resource:           cfg.Resource,
 			DirectTLS:          cfg.DirectTLS,
 			UseTLS:             cfg.UseTLS,
 			Mechanism:          cfg.Mechanism,
 			CRUsername:         "cr-" + name,
-			CRPassword:         f.secret("cr", name),
+			CRPassword:         f.credKey.secret("cr", name),
 			AllowedJIDs:        cfg.AllowedJIDs,
 			LegacyErrors:       cfg.LegacyErrorsEvery > 0 && n%cfg.LegacyErrorsEvery == 0,
 			KeepAlive:          cfg.KeepAlive,
@@ -170,16 +151,8 @@ func NewXMPPFleet(cfg XMPPFleetConfig) (*XMPPFleet, error) {
 	return f, nil
 }
 
-// secret derives a generated CPE's password of the given use.
-func (f *XMPPFleet) secret(use, name string) string {
-	m := hmac.New(sha256.New, f.credKey[:])
-	m.Write([]byte(use + "\x00" + name))
-	return hex.EncodeToString(m.Sum(nil)[:10])
-}
-
 // Add adds one CPE with an explicit configuration, while Run is not
-// running. The
-// fleet's TLSConfig, OnWake, OnOnline and Logger replace the
+// running. The fleet's TLSConfig, OnWake, OnOnline and Logger replace the
 // configuration's, and its login concurrency limit applies.
 func (f *XMPPFleet) Add(cfg XMPPCPEConfig) (*XMPPCPE, error) {
 	cfg.TLSConfig = f.cfg.TLSConfig
@@ -189,32 +162,14 @@ func (f *XMPPFleet) Add(cfg XMPPCPEConfig) (*XMPPCPE, error) {
 		return nil, err
 	}
 	c.slots = f.slots
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.running {
-		return nil, ErrXMPPFleetRunning
-	}
-	if _, dup := f.byName[cfg.Name]; dup {
-		return nil, fmt.Errorf("XMPP CPE %q: %w", cfg.Name, ErrDuplicateName)
-	}
-	f.byName[cfg.Name] = c
-	f.order = append(f.order, c)
-	return c, nil
+	return f.cpes.add(cfg.Name, c)
 }
 
 // CPE returns the named CPE, or nil.
-func (f *XMPPFleet) CPE(name string) *XMPPCPE {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.byName[name]
-}
+func (f *XMPPFleet) CPE(name string) *XMPPCPE { return f.cpes.get(name) }
 
 // CPEs returns the fleet's CPEs in the order they were added.
-func (f *XMPPFleet) CPEs() []*XMPPCPE {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.order[:len(f.order):len(f.order)]
-}
+func (f *XMPPFleet) CPEs() []*XMPPCPE { return f.cpes.all() }
 
 // XMPPDevice is what to register with the appliance, or with any XMPP
 // server, for one simulated XMPP CPE.
@@ -260,26 +215,7 @@ type XMPPRegistrar interface {
 // Register registers every CPE of the fleet through r, at most concurrency
 // at a time (at least one). It stops at the first error and returns it.
 func (f *XMPPFleet) Register(ctx context.Context, r XMPPRegistrar, concurrency int) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, concurrency))
-	for _, d := range f.Devices() {
-		if gctx.Err() != nil {
-			break // a registration failed, or ctx was cancelled
-		}
-		g.Go(func() error {
-			if err := gctx.Err(); err != nil {
-				return err
-			}
-			if err := r.PutXMPPDevice(gctx, d); err != nil {
-				return fmt.Errorf("register %s: %w", d.ID, err)
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	return ctx.Err()
+	return register(ctx, f.Devices(), concurrency, func(d XMPPDevice) string { return d.ID }, r.PutXMPPDevice)
 }
 
 // Run runs every CPE (XMPPCPE.Run) until ctx is cancelled, then returns
@@ -289,23 +225,16 @@ func (f *XMPPFleet) Register(ctx context.Context, r XMPPRegistrar, concurrency i
 // CPE logs in anew (with its SCRAM salted password cached from the last
 // time), as after a broker restart; it may not be called while it runs.
 func (f *XMPPFleet) Run(ctx context.Context) error {
-	f.mu.Lock()
-	if f.running {
-		f.mu.Unlock()
-		return ErrXMPPFleetRunning
+	cs, err := f.cpes.start()
+	if err != nil {
+		return err
 	}
-	f.running = true
-	cs := f.order[:len(f.order):len(f.order)]
-	f.mu.Unlock()
-
+	defer f.cpes.stop()
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		wg.Go(func() { c.Run(ctx) })
 	}
 	wg.Wait()
-	f.mu.Lock()
-	f.running = false
-	f.mu.Unlock()
 	return nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,8 +39,11 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(args) > 0 && args[0] == "stun" {
 		return simSTUNCmd(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "xmpp" {
+		return simXMPPCmd(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "http" {
-		return fmt.Errorf("%w: sim needs a kind of CPE: http or stun", errUsage)
+		return fmt.Errorf("%w: sim needs a kind of CPE: http, stun or xmpp", errUsage)
 	}
 	fs := flag.NewFlagSet("crrelay sim http", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -210,5 +214,92 @@ func simSTUNCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		st.CPEs, st.Bound, t.Requests, t.Responses, t.Unauthorized, t.IntegrityErrors, t.BindingChanges)
 	fmt.Fprintf(stdout, "UDP connection requests accepted %d; rejected: bad signature %d, wrong un %d, duplicate %d, stale ts %d, malformed %d\n",
 		t.CRAccepted, t.CRRejected.BadSignature, t.CRRejected.WrongUsername, t.CRRejected.Duplicate, t.CRRejected.Stale, t.CRRejected.Malformed)
+	return err
+}
+
+type xmppRegistrar struct{ c *apiclient.Client }
+
+func (r xmppRegistrar) PutXMPPDevice(ctx context.Context, d sim.XMPPDevice) error {
+	_, err := r.c.PutDevice(ctx, d.ID, apiclient.DeviceInput{
+		XMPPJID: &d.ConnReqJID, XMPPPassword: &d.XMPPPassword,
+		Username: &d.Username, Password: &d.Password, Transports: d.Transports,
+	})
+	return err
+}
+
+// simXMPPCmd runs simulated Annex K CPEs: each keeps an XMPP session with
+// the broker, pings it, never answers its pings, and answers connection
+// requests according to its allowed-JID list.
+func simXMPPCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("crrelay sim xmpp", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	server := fs.String("server", "127.0.0.1:5222", "the broker's address (host:port)")
+	domain := fs.String("domain", "", "the broker's XMPP domain (--xmpp-domain of the appliance); required")
+	directTLS := fs.Bool("direct-tls", false, "TLS from the first byte (the --xmpp-tls-listen port) rather than STARTTLS")
+	verify := fs.Bool("verify", false, "verify the broker's certificate against the system's roots (off: accept any, as many CPEs do)")
+	count := fs.Int("count", 10, "how many CPEs (each keeps its own session)")
+	prefix := fs.String("prefix", sim.DefaultXMPPPrefix, "device id and XMPP username prefix; ids are <prefix>000001, ...")
+	var allowed []string
+	fs.Func("allow", "JID allowed to send connection requests (repeatable; bare matches any resource); default crrelay@<domain>", func(s string) error {
+		allowed = append(allowed, strings.Split(s, ",")...)
+		return nil
+	})
+	keepalive := fs.Duration("keepalive", time.Minute, "interval between the CPEs' keepalives to the server")
+	mech := sim.MechSCRAMSHA1
+	fs.TextVar(&mech, "mechanism", sim.MechSCRAMSHA1, "SASL mechanism: SCRAM-SHA-1, SCRAM-SHA-256 or PLAIN")
+	legacyEvery := fs.Int("legacy-errors-every", 0, "every Nth CPE answers refused requests with the misspelt not-autorized, as a widespread agent does")
+	seed := fs.Int64("seed", 1, "seed of the generated credentials (0 = random)")
+	register := fs.Bool("register", false, "register every CPE with the appliance through its API")
+	concurrency := fs.Int("concurrency", 16, "parallel registrations")
+	if err := fs.Parse(args); err != nil {
+		return errors.Join(errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if *domain == "" {
+		return fmt.Errorf("%w: --domain is required (the appliance's --xmpp-domain)", errUsage)
+	}
+	if len(allowed) == 0 {
+		allowed = []string{"crrelay@" + *domain}
+	}
+	fleet, err := sim.NewXMPPFleet(sim.XMPPFleetConfig{
+		Prefix: *prefix, Count: *count, Server: *server, Domain: *domain, DirectTLS: *directTLS,
+		TLSConfig: &tls.Config{ServerName: *domain, InsecureSkipVerify: !*verify},
+		Mechanism: mech, AllowedJIDs: allowed, KeepAlive: *keepalive, LegacyErrorsEvery: *legacyEvery, Seed: *seed,
+		OnWake: func(name string, at time.Time) {
+			fmt.Fprintf(stdout, "%s %s: XMPP connection request accepted\n", at.Format("15:04:05.000"), name)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *register {
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		if err := fleet.Register(ctx, xmppRegistrar{c}, *concurrency); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "registered %d CPEs with %s\n", *count, cf.api)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tJID\tCR USERNAME")
+	for _, d := range fleet.Devices() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.ID, d.ConnReqJID, d.Username)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "%d simulated Annex K CPEs logging in to %s (%s), allowing %s; Ctrl-C prints their counters\n",
+		*count, *server, *domain, strings.Join(allowed, ","))
+	err = fleet.Run(ctx)
+	st := fleet.Stats()
+	t := st.Total
+	fmt.Fprintf(stdout, "CPEs %d, online %d; logins %d, connect errors %d (SASL %d), drops %d; keepalives %d, pongs %d, server pings ignored %d\n",
+		st.CPEs, st.Online, t.Logins, t.ConnectErrors, t.AuthFailures, t.Drops, t.Keepalives, t.Pongs, t.PingsIgnored)
+	fmt.Fprintf(stdout, "XMPP connection requests accepted %d; refused: not-authorized %d, sender not allowed %d\n",
+		t.CRAccepted, t.CRNotAuthorized, t.CRNotAllowed)
 	return err
 }

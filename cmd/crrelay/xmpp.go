@@ -105,6 +105,9 @@ func xmppConfig(cfg config.Config, reg *registry.Registry, metrics prometheus.Re
 	if cfg.XMPPConnRatePerIP == 0 {
 		xc.ConnRatePerIP = -1 // unlimited
 	}
+	if cfg.XMPPAuthFailureDelay == 0 {
+		xc.AuthFailureDelay = -1 // no delay (the broker's zero is its default)
+	}
 	if xc.ACSAccounts, err = acsAccounts(cfg); err != nil {
 		return xmpp.Config{}, "", err
 	}

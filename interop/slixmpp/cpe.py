@@ -38,11 +38,14 @@ class CPE(ClientXMPP):
         super().__init__(args.jid, args.password)
         self.args = args
         self.allowed = [JID(j) for j in args.allow]
+        # Set to the exit code when the agent should stop.
+        self.done = asyncio.get_event_loop().create_future()
         # A CPE's certificate check is often lax; so is this one.
         self.ssl_context.check_hostname = False
         self.ssl_context.verify_mode = ssl.CERT_NONE
         self.add_event_handler("session_start", self.session_start)
-        self.add_event_handler("failed_auth", lambda _: self.fail("authentication failed"))
+        # failed_auth fires per mechanism tried; this once all failed.
+        self.add_event_handler("failed_all_auth", lambda _: self.fail("authentication failed"))
         self.register_handler(Callback(
             "connectionRequest",
             MatchXPath("{jabber:client}iq/{%s}connectionRequest" % NS),
@@ -50,8 +53,11 @@ class CPE(ClientXMPP):
 
     def fail(self, why):
         say("FAILED", why)
-        self.disconnect()
-        asyncio.get_event_loop().call_soon(sys.exit, 1)
+        self.stop(1)
+
+    def stop(self, code):
+        if not self.done.done():
+            self.done.set_result(code)
 
     def session_start(self, _):
         self.send_presence()
@@ -104,16 +110,26 @@ def main():
     args = p.parse_args()
     host, _, port = args.server.rpartition(":")
 
-    cpe = CPE(args)
     loop = asyncio.get_event_loop()
+    return loop.run_until_complete(run(args, host, port))
+
+
+async def run(args, host, port):
+    cpe = CPE(args)
+    loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(s, lambda: (cpe.disconnect(), loop.call_soon(sys.exit, 0)))
+        loop.add_signal_handler(s, lambda: cpe.stop(0))
     # STARTTLS is required by the server; the CPE follows it.
     cpe.connect((host.strip("[]"), int(port)), force_starttls=True)
-    try:
-        loop.run_forever()
-    except SystemExit as e:
-        return e.code
+    code = await cpe.done
+    await cpe.disconnect(wait=1)
+    # Let slixmpp's own tasks end quietly: exiting with them pending can
+    # crash the interpreter at shutdown.
+    rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for t in rest:
+        t.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+    return code
 
 
 if __name__ == "__main__":
