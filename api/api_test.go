@@ -76,6 +76,8 @@ func newEnv(t *testing.T) *env {
 		Devices:    reg,
 		Transports: map[registry.Transport]wake.Transport{registry.TransportHTTP: fh},
 		Metrics:    metrics,
+		// Tests wake the same device in turn; coalescing has its own test.
+		MinSpacing: -1,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +136,8 @@ func patternOf(p string) string {
 		return p
 	case strings.HasPrefix(p, "/v1/devices/") && strings.HasSuffix(p, "/connection-request"):
 		return "/v1/devices/{id}/connection-request"
+	case strings.HasPrefix(p, "/v1/devices/") && strings.HasSuffix(p, "/inform"):
+		return "/v1/devices/{id}/inform"
 	case strings.HasPrefix(p, "/v1/devices/"):
 		return "/v1/devices/{id}"
 	}
@@ -262,7 +266,14 @@ func TestBadInput(t *testing.T) {
 		{"wake bad transport", "POST", "/v1/devices/nobody/connection-request", `{"transports":["smoke"]}`, nil, 400, CodeInvalidArgument, "transports"},
 		{"wake negative timeout", "POST", "/v1/devices/nobody/connection-request", `{"timeout_ms":-5}`, nil, 400, CodeInvalidArgument, "timeout_ms"},
 		{"wake huge timeout", "POST", "/v1/devices/nobody/connection-request", `{"timeout_ms":999999999}`, nil, 400, CodeInvalidArgument, "timeout_ms"},
-		{"wake unknown field", "POST", "/v1/devices/nobody/connection-request", `{"wait":"forever"}`, nil, 400, CodeBadRequest, ""},
+		{"wake unknown field", "POST", "/v1/devices/nobody/connection-request", `{"wake_up":"now"}`, nil, 400, CodeBadRequest, ""},
+		{"wake bad wait", "POST", "/v1/devices/nobody/connection-request", `{"wait":"forever"}`, nil, 400, CodeInvalidArgument, "wait"},
+		{"wake bad strategy", "POST", "/v1/devices/nobody/connection-request", `{"strategy":"random"}`, nil, 400, CodeInvalidArgument, "strategy"},
+		{"inform no body", "POST", "/v1/devices/nobody/inform", ``, nil, 400, CodeBadRequest, ""},
+		{"inform no events", "POST", "/v1/devices/nobody/inform", `{"events":[]}`, nil, 400, CodeInvalidArgument, "events"},
+		{"inform events not strings", "POST", "/v1/devices/nobody/inform", `{"events":[6]}`, nil, 400, CodeInvalidArgument, "events"},
+		{"inform in the future", "POST", "/v1/devices/nobody/inform", `{"events":["6 CONNECTION REQUEST"],"at":"2999-01-01T00:00:00Z"}`, nil, 400, CodeInvalidArgument, "at"},
+		{"inform unknown device", "POST", "/v1/devices/nobody/inform", `{"events":["6 CONNECTION REQUEST"]}`, nil, 404, CodeNotFound, ""},
 		{"wake timeout as string", "POST", "/v1/devices/nobody/connection-request", `{"timeout_ms":"5"}`, nil, 400, CodeInvalidArgument, "timeout_ms"},
 		{"wake timeout overflow", "POST", "/v1/devices/nobody/connection-request", `{"timeout_ms":18446744073710}`, nil, 400, CodeInvalidArgument, "timeout_ms"},
 		{"wake timeout fraction", "POST", "/v1/devices/nobody/connection-request", `{"timeout_ms":1.5}`, nil, 400, CodeInvalidArgument, "timeout_ms"},
@@ -582,7 +593,7 @@ func TestBatchWake(t *testing.T) {
 		"bad transport": {`{"devices":["b1"],"transports":["smoke"]}`, 400, "transports"},
 		"bad timeout":   {`{"devices":["b1"],"timeout_ms":-1}`, 400, "timeout_ms"},
 		"not a list":    {`{"devices":"b1"}`, 400, "devices"},
-		"unknown field": {`{"devices":["b1"],"wait":true}`, 400, ""},
+		"unknown field": {`{"devices":["b1"],"hurry":true}`, 400, ""},
 	} {
 		code, b, _ := e.do("POST", "/v1/connection-requests", c.body)
 		if code != c.code {

@@ -14,6 +14,8 @@ import (
 type BatchWakeRequest struct {
 	Devices    []string             `json:"devices"`
 	Transports []registry.Transport `json:"transports,omitempty"`
+	Strategy   wake.Strategy        `json:"strategy,omitempty"`
+	Wait       wake.Wait            `json:"wait,omitempty"`
 	TimeoutMS  int64                `json:"timeout_ms,omitempty"`
 }
 
@@ -66,7 +68,7 @@ func (s *Server) batchWake(w http.ResponseWriter, r *http.Request) {
 		}
 		seen[id] = struct{}{}
 	}
-	req, aerr := s.wakeRequest(body.Transports, body.TimeoutMS)
+	req, aerr := s.wakeRequest(r, wakeOptions{body.Transports, body.Strategy, body.Wait, body.TimeoutMS})
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -83,7 +85,6 @@ func (s *Server) batchWake(w http.ResponseWriter, r *http.Request) {
 			item.Error = &e.ErrorDetail
 		} else {
 			item.Result = &res
-			s.audit(r, id, res)
 		}
 		out.Results[i] = item
 	})

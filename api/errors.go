@@ -21,13 +21,14 @@ const (
 	CodeDestinationDenied = "destination_denied" // connection_request_url outside the destination policy
 	CodeConflict          = "conflict"           // another device owns that identity
 	CodeTooLarge          = "request_too_large"
+	CodeRateLimited       = "rate_limited" // over the appliance's wake limits: retry later
 	CodeUnavailable       = "unavailable"
 	CodeInternal          = "internal"
 )
 
 // errorCodes lists every code, for the OpenAPI test.
 var errorCodes = []string{CodeUnauthorized, CodeNotFound, CodeMethodNotAllowed, CodeBadRequest, CodeInvalidArgument,
-	CodeDestinationDenied, CodeConflict, CodeTooLarge, CodeUnavailable, CodeInternal}
+	CodeDestinationDenied, CodeConflict, CodeTooLarge, CodeRateLimited, CodeUnavailable, CodeInternal}
 
 // ErrorBody is the JSON every error answers with.
 type ErrorBody struct {
@@ -90,6 +91,10 @@ func toAPIError(err error) *apiError {
 		return fieldErr("transports", "%v", err)
 	case errors.Is(err, wake.ErrBadTimeout):
 		return fieldErr("timeout_ms", "%v", err)
+	case errors.Is(err, wake.ErrBadRequest):
+		return errf(http.StatusBadRequest, CodeInvalidArgument, "%v", err)
+	case errors.Is(err, wake.ErrBusy):
+		return errf(http.StatusTooManyRequests, CodeRateLimited, "%v; nothing was sent, retry later", err)
 	case errors.Is(err, registry.ErrClosed):
 		return errf(http.StatusServiceUnavailable, CodeUnavailable, "the appliance is shutting down")
 	}
@@ -106,5 +111,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {
+	if e.status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
 	writeJSON(w, e.status, ErrorBody{Error: e.ErrorDetail})
 }

@@ -82,6 +82,8 @@ func TestOpenAPISchemas(t *testing.T) {
 		"WakeRecord":     jsonFields(registry.WakeRecord{}),
 		"DeviceList":     jsonFields(DeviceList{}),
 		"WakeRequest":    jsonFields(WakeRequest{}),
+		"InformRequest":  jsonFields(InformRequest{}),
+		"InformResult":   jsonFields(InformResult{}),
 		"WakeResult":     jsonFields(wake.Result{}),
 		"Attempt":        jsonFields(wake.Attempt{}),
 		"ErrorDetail":    jsonFields(ErrorDetail{}),
@@ -179,7 +181,7 @@ func checkAnswers(sp spec, list []exchange) []error {
 			if x.status == 404 || x.status == 405 { // unknown path or method: documented as such in the description
 				continue
 			}
-			errs = append(errs, fmt.Errorf("%s %s: not documented", x.method, x.pattern))
+			errs = append(errs, fmt.Errorf("%s %s: not documented (%d %s)", x.method, x.pattern, x.status, x.body))
 			continue
 		}
 		responses := op["responses"].(map[string]any)

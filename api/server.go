@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	_ "embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,6 +53,7 @@ type Waker interface {
 	WakeEach(ctx context.Context, ids []string, r wake.Request, conc int, done func(i int, res wake.Result, err error)) error
 	Usable(d registry.Device, t registry.Transport) (enabled, usable bool, why string)
 	MaxTimeout() time.Duration
+	Inform(id string, events []string, at time.Time) (wake.Confirmation, error)
 }
 
 // Config configures the API server.
@@ -136,6 +138,7 @@ func (s *Server) routes() []route {
 			"GET": s.getDevice, "PUT": s.putDevice, "PATCH": s.patchDevice, "DELETE": s.deleteDevice,
 		}},
 		{pattern: "/v1/devices/{id}/connection-request", name: "connection_request", auth: true, methods: map[string]http.HandlerFunc{"POST": s.wake}},
+		{pattern: "/v1/devices/{id}/inform", name: "inform", auth: true, methods: map[string]http.HandlerFunc{"POST": s.inform}},
 		{pattern: "/v1/connection-requests", name: "connection_requests", auth: true, methods: map[string]http.HandlerFunc{"POST": s.batchWake}},
 	}
 	if s.cfg.Gatherer != nil {
@@ -522,7 +525,7 @@ func (s *Server) wake(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	req, aerr := s.wakeRequest(body.Transports, body.TimeoutMS)
+	req, aerr := s.wakeRequest(r, body.options())
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -532,28 +535,72 @@ func (s *Server) wake(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "wake", err)
 		return
 	}
-	s.audit(r, id, res)
 	writeJSON(w, http.StatusOK, res)
 }
 
-// wakeRequest checks and converts the wake options of a request body.
-func (s *Server) wakeRequest(transports []registry.Transport, timeoutMS int64) (wake.Request, *apiError) {
+// wakeRequest checks and converts the wake options of a request body, and
+// names who asked, for the audit log.
+func (s *Server) wakeRequest(r *http.Request, o wakeOptions) (wake.Request, *apiError) {
 	// Range-check before converting: a huge value would overflow the
 	// Duration and slip past the waker's own check.
-	if maxMS := s.cfg.Waker.MaxTimeout().Milliseconds(); timeoutMS < 0 || timeoutMS > maxMS {
+	if maxMS := s.cfg.Waker.MaxTimeout().Milliseconds(); o.TimeoutMS < 0 || o.TimeoutMS > maxMS {
 		return wake.Request{}, fieldErr("timeout_ms", "timeout_ms must be from 1 to %d (0 or absent: the default)", maxMS)
 	}
-	req := wake.Request{Transports: transports, Timeout: time.Duration(timeoutMS) * time.Millisecond}
+	req := wake.Request{
+		Transports: o.Transports, Strategy: o.Strategy, Wait: o.Wait,
+		Timeout: time.Duration(o.TimeoutMS) * time.Millisecond,
+		Origin:  s.origin(r),
+	}
+	if !req.Strategy.Valid() {
+		return wake.Request{}, fieldErr("strategy", "strategy must be sequential or parallel, not %q", o.Strategy)
+	}
+	if !req.Wait.Valid() {
+		return wake.Request{}, fieldErr("wait", "wait must be delivered or confirmed, not %q", o.Wait)
+	}
 	if err := s.cfg.Waker.Check(req); err != nil {
 		return wake.Request{}, toAPIError(err)
 	}
 	return req, nil
 }
 
-// audit logs one line per wake, whatever the outcome.
-func (s *Server) audit(r *http.Request, id string, res wake.Result) {
-	s.cfg.Logger.Info("audit: connection request", "device", id, "remote", r.RemoteAddr,
-		"transport", res.Transport, "status", res.Status, "duration_ms", res.DurationMS)
+// origin names the caller of a request in audit lines: which API token
+// (by fingerprint, never the token) from which address.
+func (s *Server) origin(r *http.Request) string {
+	return "api token=sha256:" + hex.EncodeToString(s.tokenHash[:4]) + " remote=" + r.RemoteAddr
+}
+
+// inform records that a CPE's Inform reached the ACS: with "6 CONNECTION
+// REQUEST" among its events, it confirms the device's pending or latest
+// wake.
+func (s *Server) inform(w http.ResponseWriter, r *http.Request) {
+	id, aerr := deviceID(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	var body InformRequest
+	if aerr := s.readJSON(w, r, &body, false); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	at := time.Now()
+	if body.At != nil {
+		if d := body.At.Sub(at); d > time.Minute || d < -time.Hour {
+			writeError(w, fieldErr("at", "at must be within the last hour (and not in the future); absent means now"))
+			return
+		}
+		at = *body.At
+	}
+	if err := wake.CheckInformEvents(body.Events); err != nil {
+		writeError(w, fieldErr("events", "%v", strings.TrimPrefix(err.Error(), wake.ErrBadRequest.Error()+": ")))
+		return
+	}
+	c, err := s.cfg.Waker.Inform(id, body.Events, at)
+	if err != nil {
+		s.fail(w, "inform", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
 }
 
 func (s *Server) fail(w http.ResponseWriter, op string, err error) {

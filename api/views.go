@@ -129,8 +129,32 @@ type DeviceList struct {
 // WakeRequest is the optional body of a connection request.
 type WakeRequest struct {
 	Transports []registry.Transport `json:"transports,omitempty"`
+	Strategy   wake.Strategy        `json:"strategy,omitempty"` // sequential (default) or parallel
+	Wait       wake.Wait            `json:"wait,omitempty"`     // delivered (default) or confirmed
 	TimeoutMS  int64                `json:"timeout_ms,omitempty"`
 }
+
+// wakeOptions are the options a single wake and a batch share.
+type wakeOptions struct {
+	Transports []registry.Transport
+	Strategy   wake.Strategy
+	Wait       wake.Wait
+	TimeoutMS  int64
+}
+
+func (r WakeRequest) options() wakeOptions {
+	return wakeOptions{r.Transports, r.Strategy, r.Wait, r.TimeoutMS}
+}
+
+// InformRequest is the body of POST /v1/devices/{id}/inform: the ACS
+// reports that the CPE's Inform arrived, with its event codes.
+type InformRequest struct {
+	Events []string   `json:"events"`
+	At     *time.Time `json:"at,omitempty"` // when the Inform arrived; absent = now
+}
+
+// InformResult answers an inform.
+type InformResult = wake.Confirmation
 
 // WakeResult is the answer to a connection request.
 type WakeResult = wake.Result

@@ -105,6 +105,13 @@ func (c *Client) Wake(ctx context.Context, id string, req api.WakeRequest) (api.
 	return out, err
 }
 
+// Inform reports a CPE's Inform, confirming its pending or latest wake.
+func (c *Client) Inform(ctx context.Context, id string, req api.InformRequest) (api.InformResult, error) {
+	var out api.InformResult
+	err := c.do(ctx, http.MethodPost, devicePath(id)+"/inform", req, &out)
+	return out, err
+}
+
 func devicePath(id string) string { return "/v1/devices/" + url.PathEscape(id) }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {

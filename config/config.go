@@ -42,9 +42,16 @@ type Config struct {
 
 	SecretKey string `yaml:"secret_key" flag:"secret-key" usage:"AES-256 key sealing secrets at rest, 64 hex chars or base64; empty = <data-dir>/secret.key, created on first start"`
 
-	WakeTransports []string      `yaml:"wake_transports" flag:"wake-transports" usage:"transport order for devices that name none (comma-separated: xmpp,udp,http)"`
-	WakeTimeout    time.Duration `yaml:"wake_timeout" flag:"wake-timeout" usage:"default bound on one wake"`
-	WakeMaxTimeout time.Duration `yaml:"wake_max_timeout" flag:"wake-max-timeout" usage:"largest timeout_ms a caller may ask for"`
+	WakeTransports           []string      `yaml:"wake_transports" flag:"wake-transports" usage:"transport order for devices that name none (comma-separated: xmpp,udp,http)"`
+	WakeTimeout              time.Duration `yaml:"wake_timeout" flag:"wake-timeout" usage:"default bound on one wake"`
+	WakeMaxTimeout           time.Duration `yaml:"wake_max_timeout" flag:"wake-max-timeout" usage:"largest timeout_ms a caller may ask for"`
+	WakeStrategy             string        `yaml:"wake_strategy" flag:"wake-strategy" usage:"for wakes that name none: sequential (fall back to the next transport on failure) or parallel (all usable transports at once)"`
+	WakeMinSpacing           time.Duration `yaml:"wake_min_spacing" flag:"wake-min-spacing" usage:"least time between two wakes of one device; a wake sooner returns the last result, marked coalesced (0 = only concurrent wakes are shared)"`
+	WakeConfirmWindow        time.Duration `yaml:"wake_confirm_window" flag:"wake-confirm-window" usage:"how long after a wake an Inform reported through the API still confirms it"`
+	WakeRate                 int           `yaml:"wake_rate" flag:"wake-rate" usage:"wakes started per second, overall; more are refused with 429 (0 = unlimited)"`
+	WakeConcurrency          int           `yaml:"wake_concurrency" flag:"wake-concurrency" usage:"wakes running at once, overall; more are refused with 429 (0 = unlimited)"`
+	WakeTransportRates       []string      `yaml:"wake_transport_rates" flag:"wake-transport-rates" usage:"attempts per second per transport, as transport=N, comma-separated (e.g. http=3000); a transport over it is skipped (throttled) or, if it was the only one, the wake gets 429"`
+	WakeTransportConcurrency []string      `yaml:"wake_transport_concurrency" flag:"wake-transport-concurrency" usage:"attempts running at once per transport, as transport=N, comma-separated (e.g. http=1024)"`
 
 	STUNListen         []string      `yaml:"stun_listen" flag:"stun-listen" usage:"UDP addresses of the TR-111 STUN server, comma-separated (IPv4 and IPv6); empty = no STUN server"`
 	STUNAlternate      string        `yaml:"stun_alternate" flag:"stun-alternate" usage:"alternate ip:port for CHANGE-REQUEST and CHANGED-ADDRESS (RFC 3489 NAT discovery); empty = none"`
@@ -67,7 +74,7 @@ type Config struct {
 	XMPPConnRatePerIP      int           `yaml:"xmpp_conn_rate_per_ip" flag:"xmpp-conn-rate-per-ip" usage:"new XMPP connections per second allowed from one IP (0 = unlimited)"`
 	XMPPNegotiationTimeout time.Duration `yaml:"xmpp_negotiation_timeout" flag:"xmpp-negotiation-timeout" usage:"time a new connection has to finish TLS, SASL and bind"`
 	XMPPReadTimeout        time.Duration `yaml:"xmpp_read_timeout" flag:"xmpp-read-timeout" usage:"a session silent this long (no stanza, no whitespace keepalive) is closed as dead"`
-	XMPPAuthFailureDelay   time.Duration `yaml:"xmpp_auth_failure_delay" flag:"xmpp-auth-failure-delay" usage:"delay before answering a failed XMPP authentication"`
+	XMPPAuthFailureDelay   time.Duration `yaml:"xmpp_auth_failure_delay" flag:"xmpp-auth-failure-delay" usage:"delay before answering a failed XMPP authentication (0 = none)"`
 
 	DNSListen    []string `yaml:"dns_listen" flag:"dns-listen" usage:"UDP+TCP addresses of the authoritative DNS responder for the XMPP domain (SRV, A, AAAA), comma-separated; empty = none"`
 	DNSAddresses []string `yaml:"dns_addresses" flag:"dns-addresses" usage:"IP addresses the DNS responder gives for the broker; empty = the specific IPs of --xmpp-listen"`
@@ -100,6 +107,10 @@ func Default() Config {
 		WakeTransports:         []string{"xmpp", "udp", "http"},
 		WakeTimeout:            10 * time.Second,
 		WakeMaxTimeout:         60 * time.Second,
+		WakeStrategy:           "sequential",
+		WakeMinSpacing:         time.Second,
+		WakeConfirmWindow:      5 * time.Minute,
+		WakeConcurrency:        16384,
 		STUNListen:             []string{"0.0.0.0:3478"},
 		STUNIntegrity:          "optional",
 		STUNRatePerSource:      200,
@@ -316,6 +327,28 @@ func (c Config) Validate() error {
 			return bad("xmpp-acs-accounts", "%q is not bare-jid=credentials (credentials from crrelay xmpp-credentials)", a)
 		}
 	}
+	switch c.WakeStrategy {
+	case "sequential", "parallel":
+	default:
+		return bad("wake-strategy", "%q is not sequential or parallel", c.WakeStrategy)
+	}
+	if c.WakeMinSpacing < 0 {
+		return bad("wake-min-spacing", "must not be negative")
+	}
+	if c.WakeConfirmWindow <= 0 {
+		return bad("wake-confirm-window", "must be positive")
+	}
+	if c.WakeRate < 0 {
+		return bad("wake-rate", "must not be negative")
+	}
+	if c.WakeConcurrency < 0 {
+		return bad("wake-concurrency", "must not be negative")
+	}
+	for flag, list := range map[string][]string{"wake-transport-rates": c.WakeTransportRates, "wake-transport-concurrency": c.WakeTransportConcurrency} {
+		if _, err := TransportInts(list); err != nil {
+			return bad(flag, "%v", err)
+		}
+	}
 	if c.XMPPMaxStanza < 4096 || c.XMPPMaxStanza > 16<<20 {
 		return bad("xmpp-max-stanza", "must be 4096 to 16777216 bytes")
 	}
@@ -451,4 +484,25 @@ func (f fieldValue) Set(s string) error {
 		return fmt.Errorf("unsupported setting type %s", f.v.Type())
 	}
 	return nil
+}
+
+// TransportInts parses transport=N pairs (--wake-transport-rates,
+// --wake-transport-concurrency): each transport once, N not negative.
+func TransportInts(list []string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		n, err := strconv.Atoi(v)
+		switch {
+		case !ok || err != nil || n < 0:
+			return nil, fmt.Errorf("%q is not transport=N with N a whole number ≥ 0", kv)
+		case k != "xmpp" && k != "udp" && k != "http":
+			return nil, fmt.Errorf("%q: unknown transport %q (xmpp, udp or http)", kv, k)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("transport %s listed twice", k)
+		}
+		out[k] = n
+	}
+	return out, nil
 }

@@ -103,20 +103,60 @@ func TestStateDirectory(t *testing.T) {
 	}
 }
 
-// TestREADMEListsEverySetting keeps the README's settings table true.
+// TestREADMEListsEverySetting keeps the README's settings table true: its
+// rows are exactly readmeRow of every setting, in order. With
+// CRRELAY_UPDATE_README=1 it rewrites the table instead.
 func TestREADMEListsEverySetting(t *testing.T) {
 	b, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme := string(b)
-	for _, s := range Settings() {
-		for _, name := range []string{"--" + s.Flag, s.Env, "`" + s.Key + "`"} {
-			if !strings.Contains(readme, name) {
-				t.Errorf("README does not mention %s", name)
+	lines := strings.Split(string(b), "\n")
+	first, last := -1, -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, "| `--") {
+			if first < 0 {
+				first = i
 			}
+			last = i
 		}
 	}
+	if first < 0 {
+		t.Fatal("README has no settings table (rows starting | `--)")
+	}
+	var want []string
+	for _, s := range Settings() {
+		want = append(want, readmeRow(s))
+	}
+	if os.Getenv("CRRELAY_UPDATE_README") == "1" {
+		out := append(append(append([]string{}, lines[:first]...), want...), lines[last+1:]...)
+		if err := os.WriteFile("../README.md", []byte(strings.Join(out, "\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	got := lines[first : last+1]
+	for i := range max(len(got), len(want)) {
+		switch {
+		case i >= len(got):
+			t.Errorf("README settings table lacks: %s", want[i])
+		case i >= len(want):
+			t.Errorf("README settings table has an extra row: %s", got[i])
+		case got[i] != want[i]:
+			t.Errorf("README settings row %d:\n got %s\nwant %s", i+1, got[i], want[i])
+		}
+	}
+	if t.Failed() {
+		t.Log("regenerate with: CRRELAY_UPDATE_README=1 go test -run TestREADMEListsEverySetting ./config/")
+	}
+}
+
+func readmeRow(s Setting) string {
+	def := s.Default
+	if def == "" {
+		def = "—"
+	}
+	return "| `--" + s.Flag + "` | `" + s.Env + "` | `" + s.Key + "` | " + def + " | " + strings.ReplaceAll(s.Usage, "|", "\\|") + " |"
 }
 
 func TestParseCIDRs(t *testing.T) {

@@ -49,11 +49,17 @@ type Device struct {
 // WakeRecord is the outcome of one connection request, kept per device so
 // the ACS can see the last few results.
 type WakeRecord struct {
+	ID         string    `json:"id,omitempty"` // the wake's id, as the API returned it
 	At         time.Time `json:"at"`
 	Status     string    `json:"status"`
 	Transport  string    `json:"transport,omitempty"`
 	DurationMS float64   `json:"duration_ms"`
 	Detail     string    `json:"detail,omitempty"`
+	// ConfirmedAt is when the ACS reported the CPE's Inform with
+	// "6 CONNECTION REQUEST" for this wake; ConfirmMS the time from the
+	// wake to then.
+	ConfirmedAt *time.Time `json:"confirmed_at,omitempty"`
+	ConfirmMS   float64    `json:"confirm_ms,omitempty"`
 }
 
 // MaxWakeRecords is how many recent wake results the registry keeps per device.

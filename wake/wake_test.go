@@ -14,13 +14,32 @@ type fakeDevices struct {
 	mu   sync.Mutex
 	devs map[string]registry.Device
 	recs []registry.WakeRecord
+	live map[string]*registry.Live
 }
 
 func (f *fakeDevices) Get(id string) (registry.Device, bool) { d, ok := f.devs[id]; return d, ok }
-func (f *fakeDevices) RecordWake(_ string, w registry.WakeRecord) {
+func (f *fakeDevices) RecordWake(id string, w registry.WakeRecord) {
 	f.mu.Lock()
 	f.recs = append(f.recs, w)
 	f.mu.Unlock()
+	f.UpdateLive(id, func(l *registry.Live) { l.Wakes = append(l.Wakes, w) })
+}
+func (f *fakeDevices) UpdateLive(id string, fn func(*registry.Live)) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.devs[id]; !ok {
+		return false
+	}
+	if f.live == nil {
+		f.live = map[string]*registry.Live{}
+	}
+	l := f.live[id]
+	if l == nil {
+		l = &registry.Live{}
+		f.live[id] = l
+	}
+	fn(l)
+	return true
 }
 
 // scripted answers with a fixed status, or waits for the deadline.

@@ -18,6 +18,7 @@ import (
 	"github.com/crrelay/crrelay/apiclient"
 	"github.com/crrelay/crrelay/config"
 	"github.com/crrelay/crrelay/registry"
+	"github.com/crrelay/crrelay/wake"
 )
 
 // clientFlags are the flags every API client command shares.
@@ -227,7 +228,9 @@ func wakeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		transports = append(transports, strings.Split(s, ",")...)
 		return nil
 	})
-	timeout := fs.Duration("timeout", 0, "bound on the wake (default: the appliance's)")
+	timeout := fs.Duration("timeout", 0, "bound on the wake, waiting for confirmation included (default: the appliance's)")
+	strategy := fs.String("strategy", "", "sequential (fall back on failure) or parallel (all usable transports at once); default: the appliance's")
+	wait := fs.String("wait", "", "delivered (return at the transports' outcome, the default) or confirmed (also wait for the ACS to report the CPE's Inform)")
 	asJSON := fs.Bool("json", false, "print the API's JSON answer")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -236,6 +239,12 @@ func wakeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(pos) != 1 {
 		return fmt.Errorf("%w: wake takes one device id", errUsage)
 	}
+	if st := wake.Strategy(*strategy); !st.Valid() {
+		return fmt.Errorf("%w: --strategy must be sequential or parallel, not %q", errUsage, *strategy)
+	}
+	if w := wake.Wait(*wait); !w.Valid() {
+		return fmt.Errorf("%w: --wait must be delivered or confirmed, not %q", errUsage, *wait)
+	}
 	if *timeout < 0 || (*timeout > 0 && *timeout < time.Millisecond) {
 		return fmt.Errorf("%w: --timeout must be at least 1ms", errUsage)
 	}
@@ -243,7 +252,7 @@ func wakeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	req := api.WakeRequest{TimeoutMS: timeout.Milliseconds()}
+	req := api.WakeRequest{TimeoutMS: timeout.Milliseconds(), Strategy: wake.Strategy(*strategy), Wait: wake.Wait(*wait)}
 	for _, t := range transports {
 		req.Transports = append(req.Transports, registry.Transport(strings.TrimSpace(t)))
 	}
@@ -256,7 +265,16 @@ func wakeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	} else {
-		fmt.Fprintf(stdout, "%s: %s via %s in %.1f ms\n", pos[0], res.Status, dash(string(res.Transport)), res.DurationMS)
+		line := fmt.Sprintf("%s: %s via %s in %.1f ms", pos[0], res.Status, dash(string(res.Transport)), res.DurationMS)
+		switch {
+		case res.Coalesced:
+			line += " (coalesced with wake " + res.ID + ", sent moments ago)"
+		case res.Status == wake.Confirmed:
+			line += fmt.Sprintf(", Inform %.1f ms after the wake", res.ConfirmMS)
+		case res.ConfirmTimedOut:
+			line += ", no Inform reported in time"
+		}
+		fmt.Fprintln(stdout, line)
 		for _, a := range res.Attempts {
 			line := fmt.Sprintf("  %-5s %-12s %8.1f ms", a.Transport, a.Status, a.DurationMS)
 			if a.HTTPStatus != 0 {
@@ -268,8 +286,52 @@ func wakeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintln(stdout, line)
 		}
 	}
-	if !res.Status.OK() {
+	if !res.Status.OK() || res.ConfirmTimedOut {
 		return exitError{code: 1}
+	}
+	return nil
+}
+
+// informCmd reports a CPE's Inform, as an ACS would: it confirms the
+// device's pending or latest wake.
+func informCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("crrelay inform", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	var events []string
+	fs.Func("event", "an event code of the Inform (repeatable); default \"6 CONNECTION REQUEST\"", func(s string) error {
+		events = append(events, s)
+		return nil
+	})
+	asJSON := fs.Bool("json", false, "print the API's JSON answer")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return errors.Join(errUsage, err)
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: inform takes one device id", errUsage)
+	}
+	if len(events) == 0 {
+		events = []string{wake.EventConnectionRequest}
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	res, err := c.Inform(ctx, pos[0], api.InformRequest{Events: events})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, res)
+	}
+	if res.Confirmed && res.Wake != nil {
+		fmt.Fprintf(stdout, "%s: confirmed wake %s (%s via %s), %.1f ms after it\n", pos[0], res.Wake.ID, res.Wake.Status, dash(res.Wake.Transport), res.Wake.ConfirmMS)
+	} else if res.Confirmed {
+		fmt.Fprintf(stdout, "%s: confirmed wake %s, %.1f ms after it (%s)\n", pos[0], res.WakeID, res.ConfirmMS, res.Reason)
+	} else {
+		fmt.Fprintf(stdout, "%s: nothing confirmed: %s\n", pos[0], res.Reason)
 	}
 	return nil
 }

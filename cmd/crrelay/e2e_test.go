@@ -25,11 +25,14 @@ import (
 
 // appliance is one `crrelay serve` running in-process.
 type appliance struct {
-	url    string
-	stun   string // first STUN address, ip:port
-	stdout *syncBuffer
-	done   chan error
-	cancel context.CancelFunc
+	url     string
+	stun    string      // first STUN address, ip:port; "" without a STUN server
+	xmpp    string      // the broker's STARTTLS port, ip:port; "" without it
+	xmppTLS string      // the broker's direct-TLS port
+	stdout  *syncBuffer // what serve printed
+	log     *syncBuffer // what serve logged, shown when a test fails
+	done    chan error
+	cancel  context.CancelFunc
 }
 
 type syncBuffer struct {
@@ -49,17 +52,21 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var startedRE = regexp.MustCompile(`crrelay started.*api=(https?://[0-9.:]+) stun=([0-9.:,\[\]a-f]*)`)
+var startedRE = regexp.MustCompile(`crrelay started.* api=(https?://[0-9.:]+) stun="?([0-9.:,\[\]a-f]*)"? xmpp="?([0-9.:,\[\]a-f]*)`)
 
-// startAppliance runs serve and returns once its log says where the API
-// listens: the log line is the readiness signal, no polling.
+// startAppliance runs serve and returns once its log says where the API,
+// the STUN server and the XMPP broker listen: the log line is the
+// readiness signal, no polling. Every listener is on a loopback port of
+// its own; extra flags come last and win. Wakes of one device are not
+// spaced (--wake-min-spacing 0): the tests wake devices back to back on
+// purpose, and test the spacing where they ask for it.
 func startAppliance(t *testing.T, dataDir string, extra ...string) *appliance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	a := &appliance{stdout: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
+	a := &appliance{stdout: &syncBuffer{}, log: &syncBuffer{}, done: make(chan error, 1), cancel: cancel}
 	args := append([]string{"serve", "--data-dir", dataDir, "--api-listen", "127.0.0.1:0", "--stun-listen", "127.0.0.1:0", "--xmpp-listen", "127.0.0.1:0", "--xmpp-tls-listen", "127.0.0.1:0",
-		"--http-cr-allow-cidrs", "127.0.0.0/8", "--log-level", "info"}, extra...)
+		"--http-cr-allow-cidrs", "127.0.0.0/8", "--log-level", "info", "--wake-min-spacing", "0"}, extra...)
 	go func() {
 		err := run(ctx, args, a.stdout, pw)
 		pw.Close()
@@ -68,7 +75,9 @@ func startAppliance(t *testing.T, dataDir string, extra ...string) *appliance {
 	addr := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
+			a.log.Write(append(sc.Bytes(), '\n'))
 			if m := startedRE.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case addr <- m[1:]:
@@ -76,14 +85,27 @@ func startAppliance(t *testing.T, dataDir string, extra ...string) *appliance {
 				}
 			}
 		}
+		// Keep the pipe flowing past a line too long for the scanner, so
+		// that serve never blocks on its log.
+		io.Copy(io.Discard, pr)
 	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("appliance log:\n%s", a.log)
+		}
+	})
 	select {
 	case m := <-addr:
 		a.url, a.stun = m[0], strings.Split(m[1], ",")[0]
+		// The STARTTLS addresses come first, then the direct-TLS ones;
+		// the tests give one of each.
+		if x := strings.Split(m[2], ","); len(x) == 2 {
+			a.xmpp, a.xmppTLS = x[0], x[1]
+		}
 	case err := <-a.done:
-		t.Fatalf("serve exited: %v", err)
+		t.Fatalf("serve exited: %v\n%s", err, a.log)
 	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start")
+		t.Fatalf("serve did not start:\n%s", a.log)
 	}
 	t.Cleanup(func() { a.stop(t) })
 	return a

@@ -68,9 +68,12 @@ commands:
   device get ID                 show a device and its live state
   device list [--limit N]       list devices
   device delete ID              forget a device
-  wake ID [--transport T]       send a connection request; exit 0 only if delivered or sent
+  wake ID [--transport T]       send a connection request; exit 0 only if delivered, sent or confirmed
+        [--strategy S] [--wait confirmed]
+  inform ID [--event E]         report the CPE's Inform (default "6 CONNECTION REQUEST"): confirms its wake
   sim http [flags]              run simulated HTTP CPEs (optionally registering them)
   sim stun [flags]              run simulated TR-111 STUN CPEs (optionally registering them)
+  sim xmpp --domain D [flags]   run simulated Annex K XMPP CPEs (optionally registering them)
   check xmpp [--domain D]       do the domain's XMPP SRV records lead to this appliance? exit 0 if so
   xmpp-credentials < pwfile     print salted SCRAM credentials of a password (for --xmpp-acs-accounts)
   version                       print the version
@@ -90,6 +93,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return deviceCmd(ctx, args[1:], stdout, stderr)
 	case "wake":
 		return wakeCmd(ctx, args[1:], stdout, stderr)
+	case "inform":
+		return informCmd(ctx, args[1:], stdout, stderr)
 	case "sim":
 		return simCmd(ctx, args[1:], stdout, stderr)
 	case "check":

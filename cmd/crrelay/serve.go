@@ -161,14 +161,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("%w: --wake-transports %s names no transport this appliance runs (udp needs --stun-listen, xmpp --xmpp-listen or --xmpp-tls-listen)",
 			errUsage, strings.Join(cfg.WakeTransports, ","))
 	}
+	limits, err := wakeLimits(cfg)
+	if err != nil {
+		return err
+	}
+	spacing := cfg.WakeMinSpacing
+	if spacing == 0 {
+		spacing = -1 // none (the waker's zero is its default)
+	}
 	waker, err := wake.New(wake.Config{
-		Devices:    reg,
-		Transports: transports,
-		Default:    order,
-		Timeout:    cfg.WakeTimeout,
-		MaxTimeout: cfg.WakeMaxTimeout,
-		Logger:     log.With("part", "wake"),
-		Metrics:    metrics,
+		Devices:       reg,
+		Transports:    transports,
+		Default:       order,
+		Strategy:      wake.Strategy(cfg.WakeStrategy),
+		Timeout:       cfg.WakeTimeout,
+		MaxTimeout:    cfg.WakeMaxTimeout,
+		MinSpacing:    spacing,
+		ConfirmWindow: cfg.WakeConfirmWindow,
+		Limits:        limits,
+		Logger:        log.With("part", "wake"),
+		Metrics:       metrics,
 	})
 	if err != nil {
 		return err
@@ -386,6 +398,33 @@ func httpcrConfig(cfg config.Config) (httpcr.Config, error) {
 		hc.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	return hc, nil
+}
+
+// wakeLimits builds the wake path's limits from the settings.
+func wakeLimits(cfg config.Config) (wake.Limits, error) {
+	l := wake.Limits{
+		Global:       wake.Limit{Rate: float64(cfg.WakeRate), Concurrency: cfg.WakeConcurrency},
+		PerTransport: map[registry.Transport]wake.Limit{},
+	}
+	rates, err := config.TransportInts(cfg.WakeTransportRates)
+	if err != nil {
+		return l, fmt.Errorf("%w: --wake-transport-rates: %v", errUsage, err)
+	}
+	conc, err := config.TransportInts(cfg.WakeTransportConcurrency)
+	if err != nil {
+		return l, fmt.Errorf("%w: --wake-transport-concurrency: %v", errUsage, err)
+	}
+	for t, n := range rates {
+		x := l.PerTransport[registry.Transport(t)]
+		x.Rate = float64(n)
+		l.PerTransport[registry.Transport(t)] = x
+	}
+	for t, n := range conc {
+		x := l.PerTransport[registry.Transport(t)]
+		x.Concurrency = n
+		l.PerTransport[registry.Transport(t)] = x
+	}
+	return l, nil
 }
 
 func anyEnabled(order []registry.Transport, enabled map[registry.Transport]wake.Transport) bool {

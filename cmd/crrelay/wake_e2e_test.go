@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crrelay/crrelay/apiclient"
+	"github.com/crrelay/crrelay/sim"
+)
+
+// httpFleet serves n simulated Digest CPEs on loopback, registered with
+// the appliance at url through the API.
+func httpFleet(t *testing.T, url, token, prefix string, n int) *sim.Fleet {
+	t.Helper()
+	fleet, err := sim.NewFleet(sim.FleetConfig{Prefix: prefix, Count: n, Modes: []sim.Mode{sim.ModeDigestMD5}, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fleet.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	base := "http://" + ln.Addr().String()
+	if err := fleet.Register(context.Background(), simRegistrar{&apiclient.Client{BaseURL: url, Token: token}}, base, 4); err != nil {
+		t.Fatal(err)
+	}
+	return fleet
+}
+
+// waitUntil polls cond every few milliseconds, failing the test after 10s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestWakeCoalescingAndConfirmation: through the binary, a second wake
+// within the spacing sends nothing and says so; a wake waiting for
+// confirmation returns when the ACS reports the Inform.
+func TestWakeCoalescingAndConfirmation(t *testing.T) {
+	app := startAppliance(t, t.TempDir(), "--api-token", "tok", "--wake-min-spacing", "1m")
+	fleet := httpFleet(t, app.url, "tok", "co-", 2)
+	api := []string{"--api", app.url, "--token", "tok"}
+
+	first, err := cli(t, append([]string{"wake", "co-000001"}, api...)...)
+	if err != nil || !strings.Contains(first, "delivered via http") {
+		t.Fatalf("first wake: %v\n%s", err, first)
+	}
+	second, err := cli(t, append([]string{"wake", "co-000001"}, api...)...)
+	if err != nil || !strings.Contains(second, "coalesced with wake") {
+		t.Fatalf("second wake: %v\n%s", err, second)
+	}
+	if got := fleet.Stats().Total.Accepted; got != 1 {
+		t.Errorf("the CPE got %d connection requests, want 1", got)
+	}
+
+	// Wait for confirmation; the ACS reports the Inform meanwhile.
+	var wg sync.WaitGroup
+	var out string
+	wg.Go(func() {
+		out, err = cli(t, append([]string{"wake", "co-000002", "--wait", "confirmed", "--timeout", "10s"}, api...)...)
+	})
+	waitUntil(t, "the CPE gets the wake", func() bool { return fleet.CPE("co-000002").Counters().Accepted > 0 })
+	inf, ierr := cli(t, append([]string{"inform", "co-000002"}, api...)...)
+	wg.Wait()
+	if ierr != nil || !strings.Contains(inf, "confirmed wake") {
+		t.Errorf("inform: %v\n%s", ierr, inf)
+	}
+	if err != nil || !strings.Contains(out, "confirmed via http") || !strings.Contains(out, "Inform") {
+		t.Errorf("wake --wait confirmed: %v\n%s", err, out)
+	}
+	// The device's history carries the confirmation.
+	dev, derr := cli(t, append([]string{"device", "get", "co-000002"}, api...)...)
+	if derr != nil || !strings.Contains(dev, `"confirm_ms"`) || !strings.Contains(dev, `"confirmed_at"`) {
+		t.Errorf("device get: %v\n%s", derr, dev)
+	}
+	// An Inform without 6 CONNECTION REQUEST confirms nothing.
+	inf, ierr = cli(t, append([]string{"inform", "co-000001", "--event", "2 PERIODIC"}, api...)...)
+	if ierr != nil || !strings.Contains(inf, "nothing confirmed") {
+		t.Errorf("periodic inform: %v\n%s", ierr, inf)
+	}
+	// Bad input: a CLI error, non-zero.
+	if out, err := cli(t, append([]string{"wake", "co-000001", "--wait", "forever"}, api...)...); !errors.Is(err, errUsage) {
+		t.Errorf("--wait forever: %v\n%s", err, out)
+	}
+}
+
+// TestWakeLimits: over the appliance's wake rate the API answers 429 and
+// the CLI says so, and nothing reaches the CPE.
+func TestWakeLimits(t *testing.T) {
+	app := startAppliance(t, t.TempDir(), "--api-token", "tok", "--wake-rate", "1")
+	fleet := httpFleet(t, app.url, "tok", "lim-", 3)
+	api := []string{"--api", app.url, "--token", "tok"}
+	if out, err := cli(t, append([]string{"wake", "lim-000001"}, api...)...); err != nil {
+		t.Fatalf("first wake: %v\n%s", err, out)
+	}
+	out, err := cli(t, append([]string{"wake", "lim-000002"}, api...)...)
+	var ae *apiclient.Error
+	if !errors.As(err, &ae) || ae.Status != 429 || ae.Code != "rate_limited" || !strings.Contains(ae.Message, "rate limit") {
+		t.Fatalf("second wake within the second: %v\n%s", err, out)
+	}
+	if got := fleet.Stats().Total.Accepted; got != 1 {
+		t.Errorf("CPEs got %d connection requests, want 1", got)
+	}
+}
