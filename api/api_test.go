@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crrelay/crrelay/campaign"
 	"github.com/crrelay/crrelay/httpcr"
 	"github.com/crrelay/crrelay/registry"
 	"github.com/crrelay/crrelay/registry/registrytest"
@@ -86,7 +87,12 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Token: testToken, Registry: reg, Waker: w, CheckURL: policy.CheckURL,
+	camps, err := campaign.New(campaign.Config{Dir: t.TempDir(), Waker: testCampaignWaker{w}, Selector: testSelector{reg}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { camps.Close() })
+	s, err := New(Config{Token: testToken, Registry: reg, Waker: w, Campaigns: camps, CheckURL: policy.CheckURL,
 		Gatherer: metrics, Metrics: metrics, MaxBodyBytes: 4096})
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +144,8 @@ func patternOf(p string) string {
 		return "/v1/devices/{id}/connection-request"
 	case strings.HasPrefix(p, "/v1/devices/") && strings.HasSuffix(p, "/inform"):
 		return "/v1/devices/{id}/inform"
+	case strings.HasPrefix(p, "/v1/campaigns/"):
+		return "/v1/campaigns/{id}"
 	case strings.HasPrefix(p, "/v1/devices/"):
 		return "/v1/devices/{id}"
 	}

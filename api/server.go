@@ -61,6 +61,8 @@ type Config struct {
 	Token    string   // required: the bearer token the ACS presents
 	Registry Registry // required
 	Waker    Waker    // required
+	// Campaigns runs bulk wakes; nil answers 503 on /v1/campaigns.
+	Campaigns Campaigns
 	// CheckURL vets a connection_request_url against the destination
 	// policy at registration time. Nil accepts what the registry accepts.
 	CheckURL func(raw string) error
@@ -140,6 +142,8 @@ func (s *Server) routes() []route {
 		{pattern: "/v1/devices/{id}/connection-request", name: "connection_request", auth: true, methods: map[string]http.HandlerFunc{"POST": s.wake}},
 		{pattern: "/v1/devices/{id}/inform", name: "inform", auth: true, methods: map[string]http.HandlerFunc{"POST": s.inform}},
 		{pattern: "/v1/connection-requests", name: "connection_requests", auth: true, methods: map[string]http.HandlerFunc{"POST": s.batchWake}},
+		{pattern: "/v1/campaigns", name: "campaigns", auth: true, methods: map[string]http.HandlerFunc{"GET": s.listCampaigns, "POST": s.startCampaign}},
+		{pattern: "/v1/campaigns/{id}", name: "campaign", auth: true, methods: map[string]http.HandlerFunc{"GET": s.getCampaign, "DELETE": s.cancelCampaign}},
 	}
 	if s.cfg.Gatherer != nil {
 		h := promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})

@@ -168,3 +168,31 @@ func (c *Client) WakeBatch(ctx context.Context, req api.BatchWakeRequest) (api.B
 	err := c.do(ctx, http.MethodPost, "/v1/connection-requests", req, &out)
 	return out, err
 }
+
+// StartCampaign starts a bulk wake.
+func (c *Client) StartCampaign(ctx context.Context, spec api.CampaignSpec) (api.Campaign, error) {
+	var out api.Campaign
+	err := c.do(ctx, http.MethodPost, "/v1/campaigns", spec, &out)
+	return out, err
+}
+
+// GetCampaign returns a campaign and its progress.
+func (c *Client) GetCampaign(ctx context.Context, id string) (api.Campaign, error) {
+	var out api.Campaign
+	err := c.do(ctx, http.MethodGet, "/v1/campaigns/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// ListCampaigns lists the campaigns, newest first.
+func (c *Client) ListCampaigns(ctx context.Context) ([]api.Campaign, error) {
+	var out api.CampaignList
+	err := c.do(ctx, http.MethodGet, "/v1/campaigns", nil, &out)
+	return out.Campaigns, err
+}
+
+// CancelCampaign cancels a running campaign.
+func (c *Client) CancelCampaign(ctx context.Context, id string) (api.Campaign, error) {
+	var out api.Campaign
+	err := c.do(ctx, http.MethodDelete, "/v1/campaigns/"+url.PathEscape(id), nil, &out)
+	return out, err
+}

@@ -53,6 +53,10 @@ type Config struct {
 	WakeTransportRates       []string      `yaml:"wake_transport_rates" flag:"wake-transport-rates" usage:"attempts per second per transport, as transport=N, comma-separated (e.g. http=3000); a transport over it is skipped (throttled) or, if it was the only one, the wake gets 429"`
 	WakeTransportConcurrency []string      `yaml:"wake_transport_concurrency" flag:"wake-transport-concurrency" usage:"attempts running at once per transport, as transport=N, comma-separated (e.g. http=1024)"`
 
+	CampaignMaxRunning     int `yaml:"campaign_max_running" flag:"campaign-max-running" usage:"campaigns running at once; more are refused with 429"`
+	CampaignMaxConcurrency int `yaml:"campaign_max_concurrency" flag:"campaign-max-concurrency" usage:"largest concurrency a campaign may ask for"`
+	CampaignKeep           int `yaml:"campaign_keep" flag:"campaign-keep" usage:"finished campaigns kept (with their per-device results); older ones are deleted"`
+
 	STUNListen         []string      `yaml:"stun_listen" flag:"stun-listen" usage:"UDP addresses of the TR-111 STUN server, comma-separated (IPv4 and IPv6); empty = no STUN server"`
 	STUNAlternate      string        `yaml:"stun_alternate" flag:"stun-alternate" usage:"alternate ip:port for CHANGE-REQUEST and CHANGED-ADDRESS (RFC 3489 NAT discovery); empty = none"`
 	STUNIntegrity      string        `yaml:"stun_integrity" flag:"stun-integrity" usage:"MESSAGE-INTEGRITY policy: off, optional or required"`
@@ -111,6 +115,9 @@ func Default() Config {
 		WakeMinSpacing:         time.Second,
 		WakeConfirmWindow:      5 * time.Minute,
 		WakeConcurrency:        16384,
+		CampaignMaxRunning:     16,
+		CampaignMaxConcurrency: 1024,
+		CampaignKeep:           100,
 		STUNListen:             []string{"0.0.0.0:3478"},
 		STUNIntegrity:          "optional",
 		STUNRatePerSource:      200,
@@ -337,6 +344,15 @@ func (c Config) Validate() error {
 	}
 	if c.WakeConfirmWindow <= 0 {
 		return bad("wake-confirm-window", "must be positive")
+	}
+	if c.CampaignMaxRunning < 1 {
+		return bad("campaign-max-running", "must be at least 1")
+	}
+	if c.CampaignMaxConcurrency < 1 || c.CampaignMaxConcurrency > 65536 {
+		return bad("campaign-max-concurrency", "must be 1 to 65536")
+	}
+	if c.CampaignKeep < 1 {
+		return bad("campaign-keep", "must be at least 1")
 	}
 	if c.WakeRate < 0 {
 		return bad("wake-rate", "must not be negative")

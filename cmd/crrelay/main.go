@@ -71,6 +71,8 @@ commands:
   wake ID [--transport T]       send a connection request; exit 0 only if delivered, sent or confirmed
         [--strategy S] [--wait confirmed]
   inform ID [--event E]         report the CPE's Inform (default "6 CONNECTION REQUEST"): confirms its wake
+  campaign start [--devices IDS | --devices-file F | --filter F] [--rate N] [--concurrency N] [--watch]
+                                wake many devices; status|watch|cancel ID; list
   sim http [flags]              run simulated HTTP CPEs (optionally registering them)
   sim stun [flags]              run simulated TR-111 STUN CPEs (optionally registering them)
   sim xmpp --domain D [flags]   run simulated Annex K XMPP CPEs (optionally registering them)
@@ -93,6 +95,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return deviceCmd(ctx, args[1:], stdout, stderr)
 	case "wake":
 		return wakeCmd(ctx, args[1:], stdout, stderr)
+	case "campaign":
+		return campaignCmd(ctx, args[1:], stdout, stderr)
 	case "inform":
 		return informCmd(ctx, args[1:], stdout, stderr)
 	case "sim":

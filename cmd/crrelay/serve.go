@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crrelay/crrelay/api"
+	"github.com/crrelay/crrelay/campaign"
 	"github.com/crrelay/crrelay/config"
 	"github.com/crrelay/crrelay/httpcr"
 	"github.com/crrelay/crrelay/registry"
@@ -186,8 +187,24 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
+	camps, err := campaign.New(campaign.Config{
+		Dir:            cfg.DataDir,
+		Waker:          campaignWaker{waker},
+		Selector:       deviceSelector{reg, waker},
+		MaxConcurrency: cfg.CampaignMaxConcurrency,
+		MaxRunning:     cfg.CampaignMaxRunning,
+		Keep:           cfg.CampaignKeep,
+		Logger:         log.With("part", "campaign"),
+		Metrics:        metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("campaigns: %w", err)
+	}
+	defer camps.Close()
+
 	var ready atomic.Bool
 	srv, err := api.New(api.Config{
+		Campaigns:        camps,
 		BatchConcurrency: cfg.APIBatchConcurrency,
 		Token:            token,
 		Registry:         reg,
@@ -254,6 +271,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		xmppAddrs = xs.bound
 	}
+	// Campaigns stop dispatching when shutdown starts; their wakes in
+	// flight still have the transports, which close after the API.
+	g.Go(func() error { return camps.Run(gctx) })
 	log.Info("crrelay started", "version", version, "api", scheme+"://"+ln.Addr().String(),
 		"stun", strings.Join(stunAddrs, ","), "xmpp", strings.Join(xmppAddrs, ","), "data_dir", cfg.DataDir, "devices", reg.Len())
 	ready.Store(true)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"strings"
@@ -115,5 +116,65 @@ func TestWakeLimits(t *testing.T) {
 	}
 	if got := fleet.Stats().Total.Accepted; got != 1 {
 		t.Errorf("CPEs got %d connection requests, want 1", got)
+	}
+}
+
+// TestCampaignEndToEnd: a campaign through the CLI runs to its end over a
+// simulated fleet, another is cancelled, and both are still there after a
+// restart.
+func TestCampaignEndToEnd(t *testing.T) {
+	dataDir := t.TempDir()
+	app := startAppliance(t, dataDir, "--api-token", "tok")
+	fleet := httpFleet(t, app.url, "tok", "camp-", 30)
+	api := []string{"--api", app.url, "--token", "tok"}
+
+	out, err := cli(t, append([]string{"campaign", "start", "--filter", "all", "--rate", "200", "--name", "all of them", "--watch"}, api...)...)
+	if err != nil || !strings.Contains(out, "campaign ") || !strings.Contains(out, "done, 30 of 30 devices done") || !strings.Contains(out, "delivered") {
+		t.Fatalf("campaign start --watch: %v\n%s", err, out)
+	}
+	if got := fleet.Stats().Total.Accepted; got != 30 {
+		t.Errorf("CPEs got %d connection requests, want 30", got)
+	}
+
+	// A slow one, cancelled.
+	out, err = cli(t, append([]string{"campaign", "start", "--devices", "camp-000001,camp-000002", "--devices", "camp-000003", "--rate", "0.5", "--json"}, api...)...)
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, out)
+	}
+	var started struct{ ID string }
+	if err := json.Unmarshal([]byte(out), &started); err != nil || started.ID == "" {
+		t.Fatalf("start --json: %v\n%s", err, out)
+	}
+	out, err = cli(t, append([]string{"campaign", "cancel", started.ID}, api...)...)
+	if err != nil || !strings.Contains(out, "cancelled") || !strings.Contains(out, "pending") {
+		t.Errorf("cancel: %v\n%s", err, out)
+	}
+	if out, err := cli(t, append([]string{"campaign", "watch", started.ID}, api...)...); err == nil || !strings.Contains(out, "cancelled") {
+		t.Errorf("watching a cancelled campaign: %v\n%s", err, out)
+	}
+
+	// Bad input: messages and non-zero exits.
+	for _, args := range [][]string{
+		{"campaign", "start"},
+		{"campaign", "start", "--filter", "all", "--devices", "x"},
+		{"campaign", "frobnicate"},
+		{"campaign", "status"},
+	} {
+		if out, err := cli(t, append(args, api...)...); !errors.Is(err, errUsage) {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+	out, err = cli(t, append([]string{"campaign", "start", "--filter", "everything"}, api...)...)
+	var ae *apiclient.Error
+	if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "unknown filter") {
+		t.Errorf("unknown filter: %v\n%s", err, out)
+	}
+
+	// Both are kept over a restart.
+	app.stop(t)
+	app = startAppliance(t, dataDir, "--api-token", "tok")
+	out, err = cli(t, "campaign", "list", "--api", app.url, "--token", "tok")
+	if err != nil || !strings.Contains(out, started.ID) || !strings.Contains(out, "all of them") || strings.Count(out, "\n") != 3 {
+		t.Errorf("list after restart: %v\n%s", err, out)
 	}
 }
