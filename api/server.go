@@ -56,6 +56,19 @@ type Waker interface {
 	Inform(id string, events []string, at time.Time) (wake.Confirmation, error)
 }
 
+// EventStream serves the Server-Sent Events stream (events.Bus).
+type EventStream interface {
+	ServeSSE(w http.ResponseWriter, r *http.Request)
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Events == nil {
+		writeError(w, errf(http.StatusServiceUnavailable, CodeUnavailable, "the event stream is not enabled on this appliance"))
+		return
+	}
+	s.cfg.Events.ServeSSE(w, r)
+}
+
 // Config configures the API server.
 type Config struct {
 	Token    string   // required: the bearer token the ACS presents
@@ -63,6 +76,8 @@ type Config struct {
 	Waker    Waker    // required
 	// Campaigns runs bulk wakes; nil answers 503 on /v1/campaigns.
 	Campaigns Campaigns
+	// Events serves GET /v1/events; nil answers 503.
+	Events EventStream
 	// CheckURL vets a connection_request_url against the destination
 	// policy at registration time. Nil accepts what the registry accepts.
 	CheckURL func(raw string) error
@@ -142,6 +157,7 @@ func (s *Server) routes() []route {
 		{pattern: "/v1/devices/{id}/connection-request", name: "connection_request", auth: true, methods: map[string]http.HandlerFunc{"POST": s.wake}},
 		{pattern: "/v1/devices/{id}/inform", name: "inform", auth: true, methods: map[string]http.HandlerFunc{"POST": s.inform}},
 		{pattern: "/v1/connection-requests", name: "connection_requests", auth: true, methods: map[string]http.HandlerFunc{"POST": s.batchWake}},
+		{pattern: "/v1/events", name: "events", auth: true, methods: map[string]http.HandlerFunc{"GET": s.events}},
 		{pattern: "/v1/campaigns", name: "campaigns", auth: true, methods: map[string]http.HandlerFunc{"GET": s.listCampaigns, "POST": s.startCampaign}},
 		{pattern: "/v1/campaigns/{id}", name: "campaign", auth: true, methods: map[string]http.HandlerFunc{"GET": s.getCampaign, "DELETE": s.cancelCampaign}},
 	}

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -52,6 +53,11 @@ type Config struct {
 	WakeConcurrency          int           `yaml:"wake_concurrency" flag:"wake-concurrency" usage:"wakes running at once, overall; more are refused with 429 (0 = unlimited)"`
 	WakeTransportRates       []string      `yaml:"wake_transport_rates" flag:"wake-transport-rates" usage:"attempts per second per transport, as transport=N, comma-separated (e.g. http=3000); a transport over it is skipped (throttled) or, if it was the only one, the wake gets 429"`
 	WakeTransportConcurrency []string      `yaml:"wake_transport_concurrency" flag:"wake-transport-concurrency" usage:"attempts running at once per transport, as transport=N, comma-separated (e.g. http=1024)"`
+
+	EventsMaxClients int      `yaml:"events_max_clients" flag:"events-max-clients" usage:"GET /v1/events streams open at once; more get 503"`
+	WebhookURL       string   `yaml:"webhook_url" flag:"webhook-url" usage:"POST every event (or those of --webhook-types) to this http(s) URL, signed with --webhook-secret; empty = no webhook"`
+	WebhookSecret    string   `yaml:"webhook_secret" flag:"webhook-secret" usage:"HMAC-SHA256 key of the webhook's X-Crrelay-Signature (at least 16 bytes; prefer the environment variable)"`
+	WebhookTypes     []string `yaml:"webhook_types" flag:"webhook-types" usage:"event types or families the webhook gets, comma-separated (e.g. wake,xmpp.offline); empty = all"`
 
 	CampaignMaxRunning     int `yaml:"campaign_max_running" flag:"campaign-max-running" usage:"campaigns running at once; more are refused with 429"`
 	CampaignMaxConcurrency int `yaml:"campaign_max_concurrency" flag:"campaign-max-concurrency" usage:"largest concurrency a campaign may ask for"`
@@ -115,6 +121,7 @@ func Default() Config {
 		WakeMinSpacing:         time.Second,
 		WakeConfirmWindow:      5 * time.Minute,
 		WakeConcurrency:        16384,
+		EventsMaxClients:       256,
 		CampaignMaxRunning:     16,
 		CampaignMaxConcurrency: 1024,
 		CampaignKeep:           100,
@@ -344,6 +351,18 @@ func (c Config) Validate() error {
 	}
 	if c.WakeConfirmWindow <= 0 {
 		return bad("wake-confirm-window", "must be positive")
+	}
+	if c.EventsMaxClients < 1 {
+		return bad("events-max-clients", "must be at least 1")
+	}
+	if c.WebhookURL != "" {
+		u, err := url.Parse(c.WebhookURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("webhook-url", "%q is not an absolute http or https URL", c.WebhookURL)
+		}
+		if len(c.WebhookSecret) < 16 {
+			return bad("webhook-secret", "a webhook needs a secret of at least 16 bytes to sign its requests")
+		}
 	}
 	if c.CampaignMaxRunning < 1 {
 		return bad("campaign-max-running", "must be at least 1")

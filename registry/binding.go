@@ -384,3 +384,60 @@ func timeNS(t time.Time) int64 {
 	}
 	return t.UnixNano()
 }
+
+// BindingsSeen calls fn for every device whose UDP binding was last seen
+// in [from, to), in id order: a caller that moves the window forward in
+// time sees each binding go stale exactly once (a refresh moves its
+// LastSeen, and it can go stale again later). It walks the devices in
+// pages, taking the shared lock per page only, so the STUN server and the
+// API are not held up; fn runs without the registry's locks.
+func (r *Registry) BindingsSeen(from, to time.Time, fn func(id string, b UDPBinding)) {
+	const page = 4096
+	lo, hi := timeNS(from), timeNS(to)
+	type hit struct {
+		id string
+		b  UDPBinding
+	}
+	var hits []hit
+	var slots []*bindSlot
+	var ids []string
+	cursor := ""
+	for {
+		slots, ids = slots[:0], ids[:0]
+		r.mu.RLock()
+		if r.closed {
+			r.mu.RUnlock()
+			return
+		}
+		n := 0
+		r.idx.order.after(cursor, func(rec *record) bool {
+			n++
+			cursor = rec.id()
+			if s := rec.bind.Load(); s != nil {
+				slots = append(slots, s)
+				ids = append(ids, cursor)
+			}
+			return n < page
+		})
+		r.mu.RUnlock()
+		hits = hits[:0]
+		for i, s := range slots {
+			s.mu.Lock()
+			seen := s.b.seen
+			var b UDPBinding
+			if seen >= lo && seen < hi {
+				b = s.b.export()
+			}
+			s.mu.Unlock()
+			if seen >= lo && seen < hi {
+				hits = append(hits, hit{ids[i], b})
+			}
+		}
+		for _, h := range hits {
+			fn(h.id, h.b)
+		}
+		if n < page {
+			return
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -834,5 +835,49 @@ func TestSTUNPassword(t *testing.T) {
 	}
 	if allocs := testing.AllocsPerRun(1000, func() { r.STUNPassword(d.STUNUsername) }); allocs != 0 {
 		t.Errorf("STUNPassword allocates %v times, want 0", allocs)
+	}
+}
+
+func TestBindingsSeen(t *testing.T) {
+	r := open(t, newMemStore())
+	var devs []Device
+	for i := 1; i <= 5; i++ {
+		devs = append(devs, mustPut(t, r, testDevice(i)))
+	}
+	// Devices 1 to 4 bind at seconds 10, 20, 30, 40; device 5 never.
+	for i, d := range devs[:4] {
+		mapped := netip.AddrPortFrom(natA.Addr(), uint16(40000+i))
+		if _, err := r.ObserveBinding(BindingObservation{STUNUsername: d.STUNUsername, Mapped: mapped, Local: relayA, At: at(float64(10 * (i + 1)))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := func(from, to float64) []string {
+		var ids []string
+		r.BindingsSeen(at(from), at(to), func(id string, b UDPBinding) {
+			if b.LastSeen.Before(at(from)) || !b.LastSeen.Before(at(to)) {
+				t.Errorf("%s last seen %v, outside [%v, %v)", id, b.LastSeen, at(from), at(to))
+			}
+			ids = append(ids, id)
+		})
+		return ids
+	}
+	if got := seen(15, 35); !slices.Equal(got, []string{devs[1].ID, devs[2].ID}) {
+		t.Errorf("[15, 35): %v", got)
+	}
+	if got := seen(10, 20); !slices.Equal(got, []string{devs[0].ID}) {
+		t.Errorf("[10, 20) includes from, excludes to: %v", got)
+	}
+	// Consecutive windows see each binding once.
+	var all []string
+	for s := 0.0; s < 60; s += 7 {
+		all = append(all, seen(s, s+7)...)
+	}
+	if len(all) != 4 {
+		t.Errorf("sliding windows saw %v", all)
+	}
+	// A refresh moves the binding out of the old window.
+	r.ObserveBinding(BindingObservation{STUNUsername: devs[0].STUNUsername, Mapped: netip.AddrPortFrom(natA.Addr(), 40000), Local: relayA, At: at(50)})
+	if got := seen(10, 20); len(got) != 0 {
+		t.Errorf("after a refresh: %v", got)
 	}
 }

@@ -82,19 +82,20 @@ type sessionTable struct {
 // session of the same account (a CPE that reconnects). A device registered
 // with a full JID is reached at that JID only, so another resource of its
 // account is not its session and is not recorded; one registered with a
-// bare JID is reached at its newest session, whatever the resource.
-func (r *Registry) XMPPSessionUp(s XMPPSession) {
+// bare JID is reached at its newest session, whatever the resource. It
+// returns the device's id, or "" when the session is no device's.
+func (r *Registry) XMPPSessionUp(s XMPPSession) (device string) {
 	s.Online, s.EndedAt, s.EndReason = true, time.Time{}, ""
 	r.mu.RLock()
 	rec := r.idx.byJID(jidKey(s.FullJID))
 	var registered string
 	if rec != nil {
-		registered = rec.field(fXMPPJID)
+		registered, device = rec.field(fXMPPJID), rec.id()
 	}
 	r.mu.RUnlock()
 	if _, res, full := strings.Cut(registered, "/"); full {
 		if _, got, _ := strings.Cut(s.FullJID, "/"); got != res {
-			return
+			return ""
 		}
 	}
 	t := &r.sessions
@@ -104,21 +105,30 @@ func (r *Registry) XMPPSessionUp(s XMPPSession) {
 		t.m = map[string]XMPPSession{}
 	}
 	t.m[jidKey(s.FullJID)] = s
+	return device
 }
 
 // XMPPSessionDown records the end of the session of fullJID, unless a
-// newer session of the account replaced it already.
-func (r *Registry) XMPPSessionDown(fullJID string, at time.Time, reason string) {
+// newer session of the account replaced it already. It returns the
+// device's id when it recorded the end, else "".
+func (r *Registry) XMPPSessionDown(fullJID string, at time.Time, reason string) (device string) {
 	t := &r.sessions
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	k := jidKey(fullJID)
 	s, ok := t.m[k]
 	if !ok || !s.Online || s.FullJID != fullJID {
-		return
+		t.mu.Unlock()
+		return ""
 	}
 	s.Online, s.EndedAt, s.EndReason = false, at, reason
 	t.m[k] = s
+	t.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if rec := r.idx.byJID(k); rec != nil {
+		return rec.id()
+	}
+	return ""
 }
 
 // XMPPSession returns the session (current, or the last one) of device

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"github.com/crrelay/crrelay/api"
 	"github.com/crrelay/crrelay/campaign"
 	"github.com/crrelay/crrelay/config"
+	"github.com/crrelay/crrelay/events"
 	"github.com/crrelay/crrelay/httpcr"
 	"github.com/crrelay/crrelay/registry"
 	"github.com/crrelay/crrelay/stun/stunserver"
@@ -130,6 +132,24 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Name: "crrelay_devices", Help: "Devices in the registry.",
 	}, func() float64 { return float64(reg.Len()) }))
 
+	bus, err := events.NewBus(events.Config{MaxClients: cfg.EventsMaxClients, Metrics: metrics, Logger: log.With("part", "events")})
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	var hook *events.Webhook
+	if cfg.WebhookURL != "" {
+		filter, err := events.ParseFilter(url.Values{"type": cfg.WebhookTypes})
+		if err != nil {
+			return fmt.Errorf("%w: --webhook-types: %v", errUsage, err)
+		}
+		hook, err = events.NewWebhook(events.WebhookConfig{URL: cfg.WebhookURL, Secret: []byte(cfg.WebhookSecret), Filter: filter,
+			Metrics: metrics, Logger: log.With("part", "webhook")})
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+	}
+
 	httpCfg.Metrics = metrics
 	hc, err := httpcr.New(httpCfg)
 	if err != nil {
@@ -142,7 +162,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	transports := map[registry.Transport]wake.Transport{registry.TransportHTTP: wake.HTTP{Client: hc}}
 	var st *stunSetup
 	if len(cfg.STUNListen) > 0 {
-		st, err = setupSTUN(cfg, reg, httpCfg.Policy, metrics, log.With("part", "stun"))
+		st, err = setupSTUN(cfg, reg, bus, httpCfg.Policy, metrics, log.With("part", "stun"))
 		if err != nil {
 			return err
 		}
@@ -151,7 +171,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	var xs *xmppSetup
 	if xmppEnabled(cfg) {
-		xs, err = setupXMPP(cfg, reg, metrics, log.With("part", "xmpp"))
+		xs, err = setupXMPP(cfg, reg, bus, metrics, log.With("part", "xmpp"))
 		if err != nil {
 			return err
 		}
@@ -180,6 +200,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MinSpacing:    spacing,
 		ConfirmWindow: cfg.WakeConfirmWindow,
 		Limits:        limits,
+		Observer:      appEvents{bus},
 		Logger:        log.With("part", "wake"),
 		Metrics:       metrics,
 	})
@@ -191,6 +212,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Dir:            cfg.DataDir,
 		Waker:          campaignWaker{waker},
 		Selector:       deviceSelector{reg, waker},
+		Publisher:      appEvents{bus},
 		MaxConcurrency: cfg.CampaignMaxConcurrency,
 		MaxRunning:     cfg.CampaignMaxRunning,
 		Keep:           cfg.CampaignKeep,
@@ -205,6 +227,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var ready atomic.Bool
 	srv, err := api.New(api.Config{
 		Campaigns:        camps,
+		Events:           bus,
 		BatchConcurrency: cfg.APIBatchConcurrency,
 		Token:            token,
 		Registry:         reg,
@@ -274,6 +297,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// Campaigns stop dispatching when shutdown starts; their wakes in
 	// flight still have the transports, which close after the API.
 	g.Go(func() error { return camps.Run(gctx) })
+	// Event streams end when shutdown starts, or the API's drain would
+	// wait for their clients.
+	stopEvents := context.AfterFunc(gctx, bus.Close)
+	defer stopEvents()
+	if hook != nil {
+		g.Go(func() error { return hook.Run(stunCtx, bus) })
+	}
+	if st != nil {
+		g.Go(func() error { return watchExpiry(gctx, reg, bus, cfg.STUNBindingTTL, expiryCheckInterval) })
+	}
 	log.Info("crrelay started", "version", version, "api", scheme+"://"+ln.Addr().String(),
 		"stun", strings.Join(stunAddrs, ","), "xmpp", strings.Join(xmppAddrs, ","), "data_dir", cfg.DataDir, "devices", reg.Len())
 	ready.Store(true)

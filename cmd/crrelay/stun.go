@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crrelay/crrelay/config"
+	"github.com/crrelay/crrelay/events"
 	"github.com/crrelay/crrelay/registry"
 	"github.com/crrelay/crrelay/stun/stunserver"
 	"github.com/crrelay/crrelay/wake"
@@ -67,12 +68,12 @@ func stunConfig(cfg config.Config) (stunserver.Config, netip.AddrPort, error) {
 // setupSTUN builds the server and binds its sockets: SO_REUSEPORT sockets
 // per listen address, and for CHANGE-REQUEST every combination of the
 // primary and alternate IPs and ports.
-func setupSTUN(cfg config.Config, reg *registry.Registry, policy wake.AddrPolicy, metrics prometheus.Registerer, log *slog.Logger) (*stunSetup, error) {
+func setupSTUN(cfg config.Config, reg *registry.Registry, bus *events.Bus, policy wake.AddrPolicy, metrics prometheus.Registerer, log *slog.Logger) (*stunSetup, error) {
 	sc, specific, err := stunConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	sc.Registry = reg
+	sc.Registry = bindingEvents{reg, bus}
 	sc.Logger = log
 	sc.Registerer = metrics
 	srv, err := stunserver.New(sc)

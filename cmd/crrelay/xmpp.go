@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crrelay/crrelay/config"
+	"github.com/crrelay/crrelay/events"
 	"github.com/crrelay/crrelay/internal/scramcred"
 	"github.com/crrelay/crrelay/registry"
 	"github.com/crrelay/crrelay/xmpp"
@@ -34,17 +35,6 @@ func (x *xmppSetup) close() {
 	for _, c := range x.dnsUDP {
 		c.Close()
 	}
-}
-
-// sessionSink writes the broker's CPE sessions into the registry.
-type sessionSink struct{ reg *registry.Registry }
-
-func (s sessionSink) SessionUp(i xmpp.SessionInfo) {
-	s.reg.XMPPSessionUp(registry.XMPPSession{FullJID: i.FullJID, Remote: i.Remote, TLS: i.TLS, Since: i.Since})
-}
-
-func (s sessionSink) SessionDown(i xmpp.SessionInfo) {
-	s.reg.XMPPSessionDown(i.FullJID, i.EndedAt, i.Reason)
 }
 
 // checkXMPP validates the XMPP settings without touching the data dir
@@ -77,7 +67,7 @@ func acsAccounts(cfg config.Config) ([]xmpp.ACSAccount, error) {
 }
 
 // xmppConfig builds the broker's config from the settings.
-func xmppConfig(cfg config.Config, reg *registry.Registry, metrics prometheus.Registerer, log *slog.Logger) (xmpp.Config, string, error) {
+func xmppConfig(cfg config.Config, reg *registry.Registry, bus *events.Bus, metrics prometheus.Registerer, log *slog.Logger) (xmpp.Config, string, error) {
 	domain, err := xmppDomain(cfg)
 	if err != nil {
 		return xmpp.Config{}, "", err
@@ -112,14 +102,14 @@ func xmppConfig(cfg config.Config, reg *registry.Registry, metrics prometheus.Re
 		return xmpp.Config{}, "", err
 	}
 	xc.Accounts = reg
-	xc.Sessions = sessionSink{reg}
+	xc.Sessions = sessionSink{reg, bus}
 	return xc, domain, nil
 }
 
 // setupXMPP builds the broker and binds its listeners and the DNS
 // responder's sockets.
-func setupXMPP(cfg config.Config, reg *registry.Registry, metrics prometheus.Registerer, log *slog.Logger) (*xmppSetup, error) {
-	xc, domain, err := xmppConfig(cfg, reg, metrics, log)
+func setupXMPP(cfg config.Config, reg *registry.Registry, bus *events.Bus, metrics prometheus.Registerer, log *slog.Logger) (*xmppSetup, error) {
+	xc, domain, err := xmppConfig(cfg, reg, bus, metrics, log)
 	if err != nil {
 		return nil, err
 	}
