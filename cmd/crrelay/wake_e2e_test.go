@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/crrelay/crrelay/api"
 	"github.com/crrelay/crrelay/apiclient"
 	"github.com/crrelay/crrelay/sim"
 )
@@ -176,5 +178,44 @@ func TestCampaignEndToEnd(t *testing.T) {
 	out, err = cli(t, "campaign", "list", "--api", app.url, "--token", "tok")
 	if err != nil || !strings.Contains(out, started.ID) || !strings.Contains(out, "all of them") || strings.Count(out, "\n") != 3 {
 		t.Errorf("list after restart: %v\n%s", err, out)
+	}
+}
+
+// TestCampaignResumesAfterRestart: a campaign interrupted by a restart
+// carries on where it was, and no device is woken twice.
+func TestCampaignResumesAfterRestart(t *testing.T) {
+	dataDir := t.TempDir()
+	app := startAppliance(t, dataDir, "--api-token", "tok")
+	fleet := httpFleet(t, app.url, "tok", "res-", 40)
+	client := &apiclient.Client{BaseURL: app.url, Token: "tok"}
+	camp, err := client.StartCampaign(context.Background(), api.CampaignSpec{Filter: "all", RatePerS: 40, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a few devices are woken", func() bool { return fleet.Stats().Total.Accepted >= 8 })
+	app.stop(t)
+	before := fleet.Stats().Total.Accepted
+
+	app = startAppliance(t, dataDir, "--api-token", "tok")
+	client = &apiclient.Client{BaseURL: app.url, Token: "tok"}
+	var c api.Campaign
+	waitUntil(t, "the campaign ends", func() bool {
+		c, err = client.GetCampaign(context.Background(), camp.ID)
+		return err == nil && c.State != "running"
+	})
+	if c.State != "done" || c.Done != 40 || c.Counts["delivered"]+c.Counts["unknown"] != 40 {
+		t.Fatalf("after the restart: %+v", c)
+	}
+	if before == 40 || fleet.Stats().Total.Accepted <= before {
+		t.Errorf("nothing left to resume: %d woken before the restart, %d after", before, fleet.Stats().Total.Accepted)
+	}
+	for i := 1; i <= 40; i++ {
+		name := fmt.Sprintf("res-%06d", i)
+		if n := fleet.CPE(name).Counters().Accepted; n > 1 {
+			t.Errorf("%s woken %d times", name, n)
+		}
+	}
+	if got := fleet.Stats().Total.Accepted; got != uint64(c.Counts["delivered"]) {
+		t.Errorf("CPEs accepted %d, the campaign counts %d delivered", got, c.Counts["delivered"])
 	}
 }
