@@ -13,7 +13,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # XMPP server of the simulator's tests.
 TEST_DEBS := apache2 apache2-utils curl iproute2 nftables bind9-dnsutils python3-slixmpp prosody
 
-.PHONY: all build run test test-deps vet fuzz bench clean
+.PHONY: all build run demo test test-deps vet fuzz bench clean
 
 all: build
 
@@ -22,6 +22,12 @@ build:
 
 run: build
 	./$(BIN) serve $(ARGS)
+
+# One command that shows crrelay working: the appliance in its own
+# process, 1,000 simulated HTTP, STUN and XMPP CPEs, one campaign waking
+# them all; loopback only. DEMO_ARGS passes flags (go run ./demo -h).
+demo: build
+	$(GO) run ./demo $(DEMO_ARGS)
 
 # Install missing test packages (root only; elsewhere the interop tests
 # skip with a message).

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/crrelay/crrelay/campaign"
 	"github.com/crrelay/crrelay/registry"
+	"github.com/crrelay/crrelay/registry/registrytest"
 	"github.com/crrelay/crrelay/wake"
 )
 
@@ -130,5 +133,51 @@ func TestCampaignBadInput(t *testing.T) {
 				t.Errorf("%d %s, want %d %s", code, b, c.status, c.code)
 			}
 		})
+	}
+}
+
+// TestServeShutdown: Serve returns at once after its context ends, even
+// with a client connection that never sent a request (net/http would wait
+// 5 s for it), and lets a request in flight finish.
+func TestServeShutdown(t *testing.T) {
+	reg := registrytest.New(t)
+	w, err := wake.New(wake.Config{Devices: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Token: testToken, Registry: reg, Waker: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln, nil) }()
+	idle, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	time.Sleep(20 * time.Millisecond) // the server has seen the idle connection
+	t0 := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+		if d := time.Since(t0); d > 2*time.Second {
+			t.Errorf("shutdown took %v", d)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("Serve still waiting 4s after its context ended")
 	}
 }
