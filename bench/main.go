@@ -21,12 +21,22 @@
 //     open-file limit allows), logins per second (TLS, SASL, bind), and
 //     connectionRequest IQ round trips per second through the server
 //     with their p99;
+//   - campaigns (POST /v1/campaigns) per transport over a fleet that can
+//     all be reached: devices done per second from the POST to the
+//     campaign done, the median of three rounds, for UDP (30,000 devices
+//     bound from sockets of their own, shared beyond the open-file
+//     limit), XMPP (as many sessions as the open-file limit allows) and
+//     HTTP Digest (20,000 simulated CPEs on one listener), with the
+//     counts per status;
+//   - end-to-end latency per transport, p50 and p99: from the API call
+//     waking one device to the simulated CPE accepting the request, one
+//     wake at a time over distinct devices (campaign.go);
 //   - registry load time and memory per device at 1,000,000 devices (the
 //     registry's BenchmarkLoad, run with that many devices).
 //
 // Flags skip sections (-http=false, -stun=false, -coturn=false,
-// -udp-cr=false, -xmpp=false, -prosody=false, -registry-devices 0) and
-// size them; see -help.
+// -udp-cr=false, -xmpp=false, -prosody=false, -campaign=false,
+// -registry-devices 0) and size them; see -help.
 //
 // The load generators share the machine with what they measure, and the
 // notes of each row say how much CPU each side used and what limited the
@@ -71,6 +81,8 @@ type options struct {
 	xmpp     bool // the XMPP broker rows
 	prosody  bool // Prosody beside crrelay in them
 	xo       xmppOptions
+	campaign bool // the campaign and end-to-end latency rows
+	co       campaignOptions
 }
 
 func main() {
@@ -106,6 +118,9 @@ func main() {
 	flag.BoolVar(&o.prosody, "prosody", true, "include Prosody (installed from Debian when missing) in the XMPP figures")
 	o.xo = defaultXMPPOptions()
 	o.xo.flags(flag.CommandLine)
+	flag.BoolVar(&o.campaign, "campaign", true, "measure campaigns per transport and end-to-end wake latency")
+	o.co = defaultCampaignOptions()
+	o.co.flags(flag.CommandLine)
 	cpuprofile := flag.String("cpuprofile", "", "write the bench's own CPU profile (the load generators) to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -155,7 +170,12 @@ func run(o options) error {
 		rows = append(rows, xmppSection(ctx, o.xo, starters...)...)
 	}
 
-	// 6. Registry at scale.
+	// 6. Campaigns and end-to-end latency, per transport.
+	if o.campaign {
+		rows = append(rows, campaignSection(ctx, o.binary, o.stun.regConc, o.co)...)
+	}
+
+	// 7. Registry at scale.
 	if o.devices > 0 {
 		fmt.Fprintf(os.Stderr, "registry: loading %d devices...\n", o.devices)
 		r, err := registryLoad(o.devices)
