@@ -575,9 +575,12 @@ func (w *Waker) outcome(tried, unusable []Attempt) Attempt {
 }
 
 // audit logs one line per wake, whatever the outcome and whoever asked.
+// It is on every wake's path: attributes are passed typed, not boxed.
 func (w *Waker) audit(id string, r Request, res Result) {
-	w.cfg.Logger.Info("audit: connection request", "device", id, "origin", r.Origin, "wake", res.ID,
-		"transport", res.Transport, "status", res.Status, "coalesced", res.Coalesced, "duration_ms", res.DurationMS)
+	w.cfg.Logger.LogAttrs(context.Background(), slog.LevelInfo, "audit: connection request",
+		slog.String("device", id), slog.String("origin", r.Origin), slog.String("wake", res.ID),
+		slog.String("transport", string(res.Transport)), slog.String("status", string(res.Status)),
+		slog.Bool("coalesced", res.Coalesced), slog.Float64("duration_ms", res.DurationMS))
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -122,13 +122,23 @@ func (b *Broker) connectionRequest(ctx context.Context, start time.Time, to, use
 		return <-c.done
 	}
 
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case r := <-c.done:
-		return r
-	case <-t.C:
-	case <-ctx.Done():
+	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
+		// The caller's deadline comes first (a wake always has one): no
+		// timer of our own.
+		select {
+		case r := <-c.done:
+			return r
+		case <-ctx.Done():
+		}
+	} else {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		select {
+		case r := <-c.done:
+			return r
+		case <-t.C:
+		case <-ctx.Done():
+		}
 	}
 	if s.removeCall(c) {
 		return Result{Outcome: Timeout}
