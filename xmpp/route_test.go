@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"regexp"
 	"strings"
@@ -196,4 +197,31 @@ func TestServerIQs(t *testing.T) {
 	// Whitespace keepalives between stanzas are fine.
 	c.send("  \n\t ")
 	c.ping()
+}
+
+// TestManyAnswersToOneACS: an ACS pipelining connection requests to many
+// CPEs at once gets every answer, whole and once, though the answers are
+// written to its session concurrently (and combined into fewer writes).
+func TestManyAnswersToOneACS(t *testing.T) {
+	tb := startBroker(t, nil)
+	const cpes, perCPE = 12, 25
+	for i := range cpes {
+		startCPE(t, tb, fmt.Sprintf("cpe-%04d", i), "cwmp", func(element) string { return "" })
+	}
+	acs := dial(t, tb.addr, false)
+	acs.login("acs", "acs-pass", "load")
+	var sb strings.Builder
+	for n := range cpes * perCPE {
+		fmt.Fprintf(&sb, `<iq type="get" to="cpe-%04d@xmpp.test/cwmp" id="q%d"><connectionRequest xmlns="urn:broadband-forum-org:cwmp:xmppConnReq-1-0"><username>u</username><password>p</password></connectionRequest></iq>`, n%cpes, n)
+	}
+	acs.send("%s", sb.String())
+	seen := map[string]bool{}
+	for range cpes * perCPE {
+		e := acs.next()
+		id := e.attr("id")
+		if e.XMLName.Local != "iq" || e.attr("type") != "result" || seen[id] {
+			t.Fatalf("answer %d: %+v (seen %v)", len(seen), e, seen[id])
+		}
+		seen[id] = true
+	}
 }

@@ -72,7 +72,16 @@ type session struct {
 	state    atomic.Uint32
 	lastRead atomic.Int64 // unix nanoseconds of the last readiness
 
-	wmu sync.Mutex // serialises writes
+	wmu sync.Mutex // serialises writes to tc
+
+	// Writes are combined: a stanza written while another write is in
+	// progress is queued, and the writer in progress sends the queue when
+	// its own write is done, in one TLS record and one system call. A
+	// session that many answers go to at once (an ACS's) then costs far
+	// fewer; an idle session holds no buffer.
+	qmu     sync.Mutex
+	writing bool    // a writer is in the loop of write
+	queued  *[]byte // stanzas waiting for it; nil when none
 
 	// The read side, used by one worker at a time (the poller's event is
 	// one-shot). rmu makes that order visible to Go (and its race
@@ -118,22 +127,69 @@ func (s *session) open() bool { return s.state.Load() == stateOpen }
 // write: a session that cannot take them by then is closed (its TLS
 // state is lost once a write times out).
 func (s *session) write(p []byte, deadline time.Time) error {
-	s.wmu.Lock()
-	if !s.open() {
+	s.qmu.Lock()
+	if s.writing {
+		if s.queued == nil {
+			s.queued = queueBufs.Get().(*[]byte)
+		}
+		*s.queued = append(*s.queued, p...)
+		s.qmu.Unlock()
+		// Sent by the writer in progress; if that fails, the session
+		// closes and whoever waits for an answer hears it is offline.
+		s.b.m.stanzasOut.Inc()
+		return nil
+	}
+	s.writing = true
+	s.qmu.Unlock()
+	buf := p
+	var sent *[]byte // the queue buf came from, returned once written
+	for {
+		s.wmu.Lock()
+		err := errSessionClosed
+		if s.open() {
+			if err = s.tc.SetWriteDeadline(deadline); err == nil {
+				_, err = s.tc.Write(buf)
+			}
+		}
 		s.wmu.Unlock()
-		return errSessionClosed
+		if sent != nil {
+			putQueueBuf(sent)
+			sent = nil
+		}
+		s.qmu.Lock()
+		if err != nil || s.queued == nil {
+			q := s.queued
+			s.queued, s.writing = nil, false
+			s.qmu.Unlock()
+			if q != nil {
+				putQueueBuf(q)
+			}
+			switch {
+			case err == errSessionClosed:
+				return err
+			case err != nil:
+				s.close("write-error", "")
+				return err
+			}
+			s.b.m.stanzasOut.Inc()
+			return nil
+		}
+		sent, s.queued = s.queued, nil
+		s.qmu.Unlock()
+		buf = *sent
 	}
-	err := s.tc.SetWriteDeadline(deadline)
-	if err == nil {
-		_, err = s.tc.Write(p)
+}
+
+// queueBufs hold the stanzas queued behind a write in progress.
+var queueBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// putQueueBuf returns b to the pool, unless a burst made it large.
+func putQueueBuf(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return
 	}
-	s.wmu.Unlock()
-	if err != nil {
-		s.close("write-error", "")
-		return err
-	}
-	s.b.m.stanzasOut.Inc()
-	return nil
+	*b = (*b)[:0]
+	queueBufs.Put(b)
 }
 
 // close ends the session: it leaves the tables at once, and the closing

@@ -183,29 +183,22 @@ func simSTUNCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fleet, err := sim.NewSTUNFleet(sim.STUNFleetConfig{
 		Prefix: *prefix, Count: *count, Server: srv, Keepalive: *keepalive, RFC5389Every: *rfc5389Every, Seed: *seed,
-		OnWake: func(name string, at time.Time) {
-			fmt.Fprintf(stdout, "%s %s: UDP connection request accepted\n", at.Format("15:04:05.000"), name)
-		},
+		OnWake: printWake(stdout, "UDP"),
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if *register {
-		c, err := cf.client()
+		err := registerFleet(&cf, *count, stdout, func(c *apiclient.Client) error { return fleet.Register(ctx, stunRegistrar{c}, *concurrency) })
 		if err != nil {
 			return err
 		}
-		if err := fleet.Register(ctx, stunRegistrar{c}, *concurrency); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "registered %d CPEs with %s\n", *count, cf.api)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTUN USERNAME\tCR USERNAME")
+	rows := [][3]string{{"ID", "STUN USERNAME", "CR USERNAME"}}
 	for _, d := range fleet.Devices() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.ID, d.STUNUsername, d.Username)
+		rows = append(rows, [3]string{d.ID, d.STUNUsername, d.Username})
 	}
-	tw.Flush()
+	printRows(stdout, rows)
 	fmt.Fprintf(stdout, "%d simulated TR-111 CPEs binding with %s every %s; Ctrl-C prints their counters\n", *count, srv, *keepalive)
 	err = fleet.Run(ctx)
 	st := fleet.Stats()
@@ -269,29 +262,22 @@ func simXMPPCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Prefix: *prefix, Count: *count, Server: *server, Domain: *domain, DirectTLS: *directTLS,
 		TLSConfig: &tls.Config{ServerName: *domain, InsecureSkipVerify: !*verify},
 		Mechanism: mech, AllowedJIDs: allowed, KeepAlive: *keepalive, LegacyErrorsEvery: *legacyEvery, Seed: *seed,
-		OnWake: func(name string, at time.Time) {
-			fmt.Fprintf(stdout, "%s %s: XMPP connection request accepted\n", at.Format("15:04:05.000"), name)
-		},
+		OnWake: printWake(stdout, "XMPP"),
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if *register {
-		c, err := cf.client()
+		err := registerFleet(&cf, *count, stdout, func(c *apiclient.Client) error { return fleet.Register(ctx, xmppRegistrar{c}, *concurrency) })
 		if err != nil {
 			return err
 		}
-		if err := fleet.Register(ctx, xmppRegistrar{c}, *concurrency); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "registered %d CPEs with %s\n", *count, cf.api)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tJID\tCR USERNAME")
+	rows := [][3]string{{"ID", "JID", "CR USERNAME"}}
 	for _, d := range fleet.Devices() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.ID, d.ConnReqJID, d.Username)
+		rows = append(rows, [3]string{d.ID, d.ConnReqJID, d.Username})
 	}
-	tw.Flush()
+	printRows(stdout, rows)
 	fmt.Fprintf(stdout, "%d simulated Annex K CPEs logging in to %s (%s), allowing %s; Ctrl-C prints their counters\n",
 		*count, *server, *domain, strings.Join(allowed, ","))
 	err = fleet.Run(ctx)
@@ -302,4 +288,34 @@ func simXMPPCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "XMPP connection requests accepted %d; refused: not-authorized %d, sender not allowed %d\n",
 		t.CRAccepted, t.CRNotAuthorized, t.CRNotAllowed)
 	return err
+}
+
+// printWake returns a fleet's OnWake: a line per accepted request.
+func printWake(w io.Writer, transport string) func(name string, at time.Time) {
+	return func(name string, at time.Time) {
+		fmt.Fprintf(w, "%s %s: %s connection request accepted\n", at.Format("15:04:05.000"), name, transport)
+	}
+}
+
+// registerFleet registers a simulated fleet through the API with
+// register, and says so.
+func registerFleet(cf *clientFlags, count int, stdout io.Writer, register func(*apiclient.Client) error) error {
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	if err := register(c); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "registered %d CPEs with %s\n", count, cf.api)
+	return nil
+}
+
+// printRows prints a table of three columns, the first row its header.
+func printRows(w io.Writer, rows [][3]string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r[0], r[1], r[2])
+	}
+	tw.Flush()
 }
