@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/crrelay/crrelay/api"
-	"github.com/crrelay/crrelay/apiclient"
 	"github.com/crrelay/crrelay/campaign"
 	"github.com/crrelay/crrelay/registry"
 	"github.com/crrelay/crrelay/sim"
@@ -262,13 +261,13 @@ func campaignSTUNHTTP(ctx context.Context, binary string, regConc int, o campaig
 		n, len(hdevs), len(udevs), e2eUDP, regConc)
 	t0 := time.Now()
 	if hfleet != nil {
-		err = hfleet.Register(ctx, registrar{a.api}, hbase, regConc)
+		err = hfleet.Register(ctx, sim.APIRegistrar{Client: a.api}, hbase, regConc)
 	}
 	if err == nil && len(udevs) > 0 {
 		_, err = register(ctx, a.api, udevs, regConc)
 	}
 	if err == nil && sfleet != nil {
-		err = sfleet.Register(ctx, stunRegistrar{a.api}, regConc)
+		err = sfleet.Register(ctx, sim.APIRegistrar{Client: a.api}, regConc)
 	}
 	if err != nil {
 		fail(fmt.Errorf("registering devices: %w", err))
@@ -811,20 +810,6 @@ func pctDur(lat []time.Duration, p float64) time.Duration {
 	s := slices.Clone(lat)
 	slices.Sort(s)
 	return s[int(float64(len(s)-1)*p/100)]
-}
-
-// stunRegistrar registers sim STUN CPEs through the API.
-type stunRegistrar struct{ c *apiclient.Client }
-
-func (r stunRegistrar) PutSTUNDevice(ctx context.Context, d sim.STUNDevice) error {
-	_, err := r.c.PutDevice(ctx, d.ID, apiclient.DeviceInput{
-		STUNUsername: &d.STUNUsername, STUNPassword: &d.STUNPassword,
-		Username: &d.Username, Password: &d.Password, Transports: d.Transports,
-	})
-	if err != nil {
-		return fmt.Errorf("PUT %s: %w", d.ID, err)
-	}
-	return nil
 }
 
 // receipts notes when each CPE of a simulated fleet accepted a connection

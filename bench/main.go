@@ -61,7 +61,6 @@ import (
 	"time"
 
 	"github.com/crrelay/crrelay/api"
-	"github.com/crrelay/crrelay/apiclient"
 	"github.com/crrelay/crrelay/httpcr"
 	"github.com/crrelay/crrelay/sim"
 )
@@ -283,16 +282,6 @@ func pct(lat []time.Duration, p float64) string {
 	return fmt.Sprintf("%.2fms", float64(s[i].Microseconds())/1000)
 }
 
-type registrar struct{ c *apiclient.Client }
-
-func (r registrar) PutDevice(ctx context.Context, d sim.Device) error {
-	_, err := r.c.PutDevice(ctx, d.ID, apiclient.DeviceInput{
-		ConnectionRequestURL: &d.ConnectionRequestURL, Username: &d.Username, Password: &d.Password,
-		Transports: []string{"http"},
-	})
-	return err
-}
-
 func throughAppliance(ctx context.Context, binary string, fleet *sim.Fleet, base string, d time.Duration, conc, latencyN int) ([]row, error) {
 	args := []string{"--http-cr-allow-cidrs", "127.0.0.0/8", "--http-cr-max-per-host", fmt.Sprint(conc)}
 	if serveHasFlag(binary, "stun-listen") {
@@ -309,7 +298,7 @@ func throughAppliance(ctx context.Context, binary string, fleet *sim.Fleet, base
 	}
 	defer a.stop()
 	c := a.api
-	if err := fleet.Register(ctx, registrar{c}, base, 16); err != nil {
+	if err := fleet.Register(ctx, sim.APIRegistrar{Client: c}, base, 16); err != nil {
 		return nil, err
 	}
 	devs := fleet.Devices(base)

@@ -709,16 +709,13 @@ func prosodyStarter(domain string) xmppStarter {
 //		tls: &tls.Config{ServerName: domain, RootCAs: pool}, acs: xmppAccount{"acs", pass},
 //		allow: []string{"crrelay@" + domain + "/relay"}, provision: apiXMPPProvisioner(a.api, 64)}
 func apiXMPPProvisioner(c *apiclient.Client, conc int) xmppProvisioner {
+	r := sim.APIRegistrar{Client: c}
 	return func(ctx context.Context, cpes []sim.XMPPDevice, _ xmppAccount) error {
 		g, ctx := errgroup.WithContext(ctx)
 		g.SetLimit(max(1, conc))
 		for _, d := range cpes {
 			g.Go(func() error {
-				_, err := c.PutDevice(ctx, d.ID, apiclient.DeviceInput{
-					XMPPJID: &d.ConnReqJID, XMPPPassword: &d.XMPPPassword,
-					Username: &d.Username, Password: &d.Password, Transports: d.Transports,
-				})
-				if err != nil {
+				if err := r.PutXMPPDevice(ctx, d); err != nil {
 					return fmt.Errorf("PUT %s: %w", d.ID, err)
 				}
 				return nil

@@ -124,9 +124,9 @@ func (f *fleets) serveHTTP(ctx context.Context) error { return f.http.Serve(ctx,
 // an ACS provisioning them would.
 func (f *fleets) register(ctx context.Context, c *apiclient.Client, concurrency int) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return f.http.Register(gctx, httpRegistrar{c}, f.httpBase, concurrency) })
-	g.Go(func() error { return f.stun.Register(gctx, stunRegistrar{c}, concurrency) })
-	g.Go(func() error { return f.xmpp.Register(gctx, xmppRegistrar{c}, concurrency) })
+	g.Go(func() error { return f.http.Register(gctx, sim.APIRegistrar{Client: c}, f.httpBase, concurrency) })
+	g.Go(func() error { return f.stun.Register(gctx, sim.APIRegistrar{Client: c}, concurrency) })
+	g.Go(func() error { return f.xmpp.Register(gctx, sim.APIRegistrar{Client: c}, concurrency) })
 	return g.Wait()
 }
 
@@ -173,49 +173,6 @@ func (f *fleets) notReadyDetail() string {
 		}
 	}
 	return b.String()
-}
-
-// httpRegistrar registers HTTP CPEs: their ConnectionRequestURL and
-// connection-request credentials.
-type httpRegistrar struct{ c *apiclient.Client }
-
-func (r httpRegistrar) PutDevice(ctx context.Context, d sim.Device) error {
-	in := apiclient.DeviceInput{
-		ConnectionRequestURL: &d.ConnectionRequestURL,
-		Username:             &d.Username,
-		Password:             &d.Password,
-		Transports:           []string{transportHTTP},
-	}
-	if d.AllowBasic {
-		in.AllowBasic = &d.AllowBasic
-	}
-	_, err := r.c.PutDevice(ctx, d.ID, in)
-	return err
-}
-
-// stunRegistrar registers TR-111 CPEs: the STUN credentials their
-// Binding Requests are signed with, and the connection-request ones that
-// sign UDP connection requests.
-type stunRegistrar struct{ c *apiclient.Client }
-
-func (r stunRegistrar) PutSTUNDevice(ctx context.Context, d sim.STUNDevice) error {
-	_, err := r.c.PutDevice(ctx, d.ID, apiclient.DeviceInput{
-		STUNUsername: &d.STUNUsername, STUNPassword: &d.STUNPassword,
-		Username: &d.Username, Password: &d.Password, Transports: d.Transports,
-	})
-	return err
-}
-
-// xmppRegistrar registers Annex K CPEs: the JID they bind, their XMPP
-// password (the broker's account) and connection-request credentials.
-type xmppRegistrar struct{ c *apiclient.Client }
-
-func (r xmppRegistrar) PutXMPPDevice(ctx context.Context, d sim.XMPPDevice) error {
-	_, err := r.c.PutDevice(ctx, d.ID, apiclient.DeviceInput{
-		XMPPJID: &d.ConnReqJID, XMPPPassword: &d.XMPPPassword,
-		Username: &d.Username, Password: &d.Password, Transports: d.Transports,
-	})
-	return err
 }
 
 // wakeLog remembers when each simulated CPE first accepted a connection

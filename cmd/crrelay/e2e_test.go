@@ -164,7 +164,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Cleanup(func() { fcancel(); <-fdone })
 	base := "http://" + ln.Addr().String()
 	client := &apiclient.Client{BaseURL: app.url, Token: token}
-	if err := fleet.Register(context.Background(), simRegistrar{client}, base, 4); err != nil {
+	if err := fleet.Register(context.Background(), sim.APIRegistrar{Client: client}, base, 4); err != nil {
 		t.Fatal(err)
 	}
 
@@ -344,7 +344,7 @@ func TestUDPConnectionRequestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := &apiclient.Client{BaseURL: app.url, Token: "tok"}
-	if err := fleet.Register(context.Background(), stunRegistrar{client}, 4); err != nil {
+	if err := fleet.Register(context.Background(), sim.APIRegistrar{Client: client}, 4); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -412,7 +412,7 @@ func TestUDPWakeRightAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := &apiclient.Client{BaseURL: app.url, Token: "tok"}
-	if err := fleet.Register(context.Background(), stunRegistrar{client}, 1); err != nil {
+	if err := fleet.Register(context.Background(), sim.APIRegistrar{Client: client}, 1); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

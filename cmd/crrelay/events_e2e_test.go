@@ -121,7 +121,7 @@ func TestEventsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stunFleet.Register(context.Background(), stunRegistrar{client}, 1); err != nil {
+	if err := stunFleet.Register(context.Background(), sim.APIRegistrar{Client: client}, 1); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -139,7 +139,7 @@ func TestEventsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := xf.Register(context.Background(), xmppRegistrar{client}, 1); err != nil {
+	if err := xf.Register(context.Background(), sim.APIRegistrar{Client: client}, 1); err != nil {
 		t.Fatal(err)
 	}
 	xctx, xcancel := context.WithCancel(ctx)

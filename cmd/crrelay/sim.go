@@ -17,24 +17,6 @@ import (
 	"github.com/crrelay/crrelay/sim"
 )
 
-// simRegistrar registers simulated CPEs through the public API, like any
-// ACS would.
-type simRegistrar struct{ c *apiclient.Client }
-
-func (r simRegistrar) PutDevice(ctx context.Context, d sim.Device) error {
-	in := apiclient.DeviceInput{
-		ConnectionRequestURL: &d.ConnectionRequestURL,
-		Username:             &d.Username,
-		Password:             &d.Password,
-		Transports:           []string{"http"},
-	}
-	if d.AllowBasic {
-		in.AllowBasic = &d.AllowBasic
-	}
-	_, err := r.c.PutDevice(ctx, d.ID, in)
-	return err
-}
-
 func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "stun" {
 		return simSTUNCmd(ctx, args[1:], stdout, stderr)
@@ -108,7 +90,7 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			<-errc
 			return err
 		}
-		if err := fleet.Register(ctx, simRegistrar{c}, base, *concurrency); err != nil {
+		if err := fleet.Register(ctx, sim.APIRegistrar{Client: c}, base, *concurrency); err != nil {
 			cancel()
 			<-errc
 			return err
@@ -142,17 +124,6 @@ func printSimStats(w io.Writer, st sim.Stats) {
 	}
 	row("total", st.Total)
 	tw.Flush()
-}
-
-// stunRegistrar registers simulated STUN CPEs through the public API.
-type stunRegistrar struct{ c *apiclient.Client }
-
-func (r stunRegistrar) PutSTUNDevice(ctx context.Context, d sim.STUNDevice) error {
-	_, err := r.c.PutDevice(ctx, d.ID, apiclient.DeviceInput{
-		STUNUsername: &d.STUNUsername, STUNPassword: &d.STUNPassword,
-		Username: &d.Username, Password: &d.Password, Transports: d.Transports,
-	})
-	return err
 }
 
 // simSTUNCmd runs simulated TR-111 CPEs, each on its own UDP socket,
@@ -189,7 +160,7 @@ func simSTUNCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if *register {
-		err := registerFleet(&cf, *count, stdout, func(c *apiclient.Client) error { return fleet.Register(ctx, stunRegistrar{c}, *concurrency) })
+		err := registerFleet(&cf, *count, stdout, func(c *apiclient.Client) error { return fleet.Register(ctx, sim.APIRegistrar{Client: c}, *concurrency) })
 		if err != nil {
 			return err
 		}
@@ -207,16 +178,6 @@ func simSTUNCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		st.CPEs, st.Bound, t.Requests, t.Responses, t.Unauthorized, t.IntegrityErrors, t.BindingChanges)
 	fmt.Fprintf(stdout, "UDP connection requests accepted %d; rejected: bad signature %d, wrong un %d, duplicate %d, stale ts %d, malformed %d\n",
 		t.CRAccepted, t.CRRejected.BadSignature, t.CRRejected.WrongUsername, t.CRRejected.Duplicate, t.CRRejected.Stale, t.CRRejected.Malformed)
-	return err
-}
-
-type xmppRegistrar struct{ c *apiclient.Client }
-
-func (r xmppRegistrar) PutXMPPDevice(ctx context.Context, d sim.XMPPDevice) error {
-	_, err := r.c.PutDevice(ctx, d.ID, apiclient.DeviceInput{
-		XMPPJID: &d.ConnReqJID, XMPPPassword: &d.XMPPPassword,
-		Username: &d.Username, Password: &d.Password, Transports: d.Transports,
-	})
 	return err
 }
 
@@ -268,7 +229,7 @@ func simXMPPCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if *register {
-		err := registerFleet(&cf, *count, stdout, func(c *apiclient.Client) error { return fleet.Register(ctx, xmppRegistrar{c}, *concurrency) })
+		err := registerFleet(&cf, *count, stdout, func(c *apiclient.Client) error { return fleet.Register(ctx, sim.APIRegistrar{Client: c}, *concurrency) })
 		if err != nil {
 			return err
 		}

@@ -33,7 +33,7 @@ func httpFleet(t *testing.T, url, token, prefix string, n int) *sim.Fleet {
 	go func() { done <- fleet.Serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
 	base := "http://" + ln.Addr().String()
-	if err := fleet.Register(context.Background(), simRegistrar{&apiclient.Client{BaseURL: url, Token: token}}, base, 4); err != nil {
+	if err := fleet.Register(context.Background(), sim.APIRegistrar{Client: &apiclient.Client{BaseURL: url, Token: token}}, base, 4); err != nil {
 		t.Fatal(err)
 	}
 	return fleet
