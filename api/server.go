@@ -235,6 +235,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config)
 		hs.TLSConfig = tlsCfg
 		ln = tls.NewListener(ln, tlsCfg)
 	}
+	ln = &onceCloser{Listener: ln}
 	// Shutdown waits for connections that have not sent a request yet
 	// (an HTTP client's spare connection) for 5 s before it counts them
 	// idle; nothing is lost closing them at once.
@@ -262,6 +263,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config)
 	// Stop accepting first, so that no new connection slips in behind.
 	ln.Close()
 	fresh.closeAll()
+	// Shutdown closes the listener again: that second close is not an
+	// error (onceCloser).
 	err := hs.Shutdown(sctx)
 	<-errc
 	if err != nil {
@@ -269,6 +272,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config)
 		return fmt.Errorf("api: shutdown: %w", err)
 	}
 	return nil
+}
+
+// onceCloser is a listener that closes once; later calls return nil.
+type onceCloser struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloser) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }
 
 // connSet is the connections in some state, for Serve's shutdown.
