@@ -395,7 +395,8 @@ func (b *Broker) negotiate(ctx context.Context, l *listener, c net.Conn, rc sysc
 	}
 	nb.nonblock = true
 	// The client may have sent stanzas already: read them, then arm.
-	s.serviceRead()
+	s.busy.Store(true)
+	s.drive()
 }
 
 // negotiationFailed counts and logs why a connection never got bound.
@@ -583,6 +584,9 @@ func (b *Broker) pollLoop() {
 				continue
 			}
 			s.lastRead.Store(now)
+			if !s.claim() {
+				continue // its reader reads again
+			}
 			select {
 			case b.work <- s:
 			default:
@@ -597,7 +601,7 @@ func (b *Broker) pollLoop() {
 func (b *Broker) worker(s *session) {
 	defer b.wg.Done()
 	for {
-		s.serviceRead()
+		s.drive()
 		if b.idle.Add(1) > maxIdleWorkers {
 			b.idle.Add(-1)
 			return

@@ -10,9 +10,11 @@ import (
 )
 
 // poller tells which idle sessions have bytes to read. It is one epoll
-// instance in which every bound session's socket is registered one-shot:
-// an event disables the socket until the worker that drained it re-arms
-// it, so at most one goroutine reads a session at a time and an idle
+// instance in which every bound session's socket is registered once,
+// edge-triggered: an event says new bytes arrived. A session is read by
+// one goroutine at a time (session.busy); an event for a session being
+// read only tells that reader to read again (session.again), so a
+// drained socket needs no system call to be watched again, and an idle
 // session costs no goroutine at all.
 //
 // The epoll descriptor is itself handed to Go's netpoller (os.NewFile on
@@ -24,8 +26,8 @@ type poller struct {
 	fd int
 }
 
-// pollEvents: readable, or the peer shut its side; one-shot.
-const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+// pollEvents: readable, or the peer shut its side; edge-triggered.
+const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
 
 func newPoller() (*poller, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -45,15 +47,12 @@ func newPoller() (*poller, error) {
 	return &poller{f: f, rc: rc, fd: fd}, nil
 }
 
-// arm registers the socket of c (first) or re-enables it (afterwards),
-// to report key once when it is readable. It runs inside c.Control, so
+// arm registers the socket of c to report key whenever new bytes
+// arrive, and at once if some are waiting. It runs inside c.Control, so
 // the descriptor cannot be closed, and its number reused by another
 // connection, while epoll_ctl runs.
-func (p *poller) arm(c syscall.RawConn, key uint64, first bool) error {
-	op := unix.EPOLL_CTL_MOD
-	if first {
-		op = unix.EPOLL_CTL_ADD
-	}
+func (p *poller) arm(c syscall.RawConn, key uint64) error {
+	op := unix.EPOLL_CTL_ADD
 	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(uint32(key)), Pad: int32(uint32(key >> 32))}
 	var cerr error
 	if err := c.Control(func(fd uintptr) {

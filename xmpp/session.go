@@ -83,13 +83,16 @@ type session struct {
 	writing bool    // a writer is in the loop of write
 	queued  *[]byte // stanzas waiting for it; nil when none
 
-	// The read side, used by one worker at a time (the poller's event is
-	// one-shot). rmu makes that order visible to Go (and its race
-	// detector): the hand-over between workers goes through the kernel.
+	// The read side, used by one goroutine at a time: the one that set
+	// busy. An event while it reads sets again, and it reads once more
+	// (drive). rmu makes the hand-over between goroutines visible to Go's
+	// race detector.
+	busy    atomic.Bool
+	again   atomic.Bool
 	rmu     sync.Mutex
 	split   xmlframe.Splitter
 	partial []byte // an unfinished stanza kept while idle
-	armed   bool   // registered with the poller
+	armed   bool   // registered with the poller (guarded by rmu)
 
 	mu      sync.Mutex
 	pending []pendingIQ
@@ -407,7 +410,31 @@ func (s *session) arm() {
 	first := !s.armed
 	s.armed = true
 	s.rmu.Unlock()
-	if err := s.b.poll.arm(s.nb.rc, uint64(s.slot)|uint64(s.gen)<<32, first); err != nil {
+	if !first {
+		return // registered for good: edges keep coming
+	}
+	if err := s.b.poll.arm(s.nb.rc, uint64(s.slot)|uint64(s.gen)<<32); err != nil {
 		s.close("error", "")
 	}
+}
+
+// drive reads s until it is drained, and again as long as the poller
+// reported new bytes meanwhile. The caller has set s.busy; drive clears
+// it, unless another event claims the session back for this goroutine.
+func (s *session) drive() {
+	for {
+		s.again.Store(false)
+		s.serviceRead()
+		s.busy.Store(false)
+		if !s.again.Load() || !s.busy.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// claim is the poller's: it reports whether the caller should hand s to
+// a goroutine (drive), or s is being read and its reader will read again.
+func (s *session) claim() bool {
+	s.again.Store(true)
+	return s.busy.CompareAndSwap(false, true)
 }
