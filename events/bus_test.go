@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"github.com/crrelay/crrelay/internal/metrictest"
 	"slices"
 	"sync"
 	"testing"
@@ -43,10 +44,10 @@ func TestNewBusSharesMetrics(t *testing.T) {
 	b1.Publish(Event{Type: WakeResult})
 	b2.Publish(Event{Type: WakeResult})
 	b2.Publish(Event{Type: "sim.tick"})
-	if v := metricValue(t, reg, "crrelay_events_published_total", "type", WakeResult); v != 2 {
+	if v := metrictest.Value(t, reg, "crrelay_events_published_total", "type", WakeResult); v != 2 {
 		t.Errorf("published{wake.result} = %v, want 2", v)
 	}
-	if v := metricValue(t, reg, "crrelay_events_published_total", "type", "other"); v != 1 {
+	if v := metrictest.Value(t, reg, "crrelay_events_published_total", "type", "other"); v != 1 {
 		t.Errorf("published{other} = %v, want 1", v)
 	}
 }
@@ -166,7 +167,7 @@ func TestSlowSubscriberDrops(t *testing.T) {
 	if e := <-slow.C(); e.ID != 11 || slow.Dropped() != 7 {
 		t.Errorf("after draining: got ID %d, dropped %d; want 11, 7", e.ID, slow.Dropped())
 	}
-	if v := metricValue(t, reg, "crrelay_events_dropped_total", "consumer", "other"); v != 7 {
+	if v := metrictest.Value(t, reg, "crrelay_events_dropped_total", "consumer", "other"); v != 7 {
 		t.Errorf("crrelay_events_dropped_total{consumer=other} = %v, want 7", v)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/crrelay/crrelay/internal/metrictest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -185,7 +186,7 @@ func TestSSEClientLimit(t *testing.T) {
 	srv := serveBus(t, b)
 	openSSE(t, srv, "", "")
 	openSSE(t, srv, "type=xmpp", "")
-	if v := metricValue(t, reg, "crrelay_events_sse_clients"); v != 2 {
+	if v := metrictest.Value(t, reg, "crrelay_events_sse_clients"); v != 2 {
 		t.Errorf("crrelay_events_sse_clients = %v, want 2", v)
 	}
 	resp, err := srv.Client().Get(srv.URL)
@@ -254,7 +255,7 @@ func TestSSEDropped(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("stream:\n%s\nwant\n%s\nraw:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"), out.String())
 	}
-	if v := metricValue(t, reg, "crrelay_events_dropped_total", "consumer", "sse"); v != 6 {
+	if v := metrictest.Value(t, reg, "crrelay_events_dropped_total", "consumer", "sse"); v != 6 {
 		t.Errorf("crrelay_events_dropped_total{consumer=sse} = %v, want 6", v)
 	}
 	b.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/crrelay/crrelay/internal/metrictest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -247,10 +248,10 @@ func TestWebhookDelivers(t *testing.T) {
 			t.Errorf("a batch of %d events, BatchSize is 3", len(r))
 		}
 	}
-	if v := metricValue(t, reg, "crrelay_webhook_deliveries_total", "result", "ok"); int(v) != len(requests) {
+	if v := metrictest.Value(t, reg, "crrelay_webhook_deliveries_total", "result", "ok"); int(v) != len(requests) {
 		t.Errorf("deliveries{ok} = %v, want %d", v, len(requests))
 	}
-	if v := metricValue(t, reg, "crrelay_webhook_queue_length"); v != 0 {
+	if v := metrictest.Value(t, reg, "crrelay_webhook_queue_length"); v != 0 {
 		t.Errorf("queue length %v after delivery", v)
 	}
 }
@@ -280,10 +281,10 @@ func TestWebhookRetryKeepsOrder(t *testing.T) {
 	if len(requests) < 3 || !slices.Equal(requests[0], requests[1]) || !slices.Equal(requests[1], requests[2]) || requests[0][0] != 1 {
 		t.Errorf("requests %v: the first batch must be retried as is", requests)
 	}
-	if v := metricValue(t, reg, "crrelay_webhook_deliveries_total", "result", "retry"); v != 2 {
+	if v := metrictest.Value(t, reg, "crrelay_webhook_deliveries_total", "result", "retry"); v != 2 {
 		t.Errorf("deliveries{retry} = %v, want 2", v)
 	}
-	if v := metricValue(t, reg, "crrelay_webhook_deliveries_total", "result", "failed"); v != 0 {
+	if v := metrictest.Value(t, reg, "crrelay_webhook_deliveries_total", "result", "failed"); v != 0 {
 		t.Errorf("deliveries{failed} = %v, want 0", v)
 	}
 	if w.Dropped() != 0 {
@@ -335,7 +336,7 @@ func TestWebhookStatuses(t *testing.T) {
 				{"crrelay_webhook_deliveries_total", []string{"result", "ok"}, 0},
 				{"crrelay_events_dropped_total", []string{"consumer", "webhook"}, 1},
 			} {
-				if v := metricValue(t, reg, c.name, c.labels...); v != c.want {
+				if v := metrictest.Value(t, reg, c.name, c.labels...); v != c.want {
 					t.Errorf("%s%v = %v, want %v", c.name, c.labels, v, c.want)
 				}
 			}
@@ -444,10 +445,10 @@ func TestWebhookQueueOverflow(t *testing.T) {
 	if w.Dropped() != 7 {
 		t.Errorf("Dropped = %d, want 7", w.Dropped())
 	}
-	if v := metricValue(t, reg, "crrelay_events_dropped_total", "consumer", "webhook"); v != 7 {
+	if v := metrictest.Value(t, reg, "crrelay_events_dropped_total", "consumer", "webhook"); v != 7 {
 		t.Errorf("dropped{webhook} = %v, want 7", v)
 	}
-	if v := metricValue(t, reg, "crrelay_webhook_queue_length"); v != 4 {
+	if v := metrictest.Value(t, reg, "crrelay_webhook_queue_length"); v != 4 {
 		t.Errorf("queue length %v, want 4 (3 queued, 1 in flight)", v)
 	}
 	close(release)
@@ -529,7 +530,7 @@ func TestWebhookFlushBounded(t *testing.T) {
 		if w.Dropped() != 5 {
 			t.Errorf("Dropped = %d, want 5", w.Dropped())
 		}
-		if v := metricValue(t, reg, "crrelay_events_dropped_total", "consumer", "webhook"); v != 5 {
+		if v := metrictest.Value(t, reg, "crrelay_events_dropped_total", "consumer", "webhook"); v != 5 {
 			t.Errorf("dropped{webhook} = %v, want 5", v)
 		}
 	})

@@ -3,6 +3,7 @@ package xmpp
 import (
 	"context"
 	"encoding/base64"
+	"github.com/crrelay/crrelay/internal/metrictest"
 	"io"
 	"net"
 	"strings"
@@ -46,10 +47,10 @@ func TestBadStanzas(t *testing.T) {
 			check()
 		})
 	}
-	if n := counter(t, tb.reg, "crrelay_xmpp_oversized_stanzas_total"); n != 1 {
+	if n := metrictest.Value(t, tb.reg, "crrelay_xmpp_oversized_stanzas_total"); n != 1 {
 		t.Errorf("oversized counted %v", n)
 	}
-	if n := counter(t, tb.reg, "crrelay_xmpp_stream_errors_total", "condition", "not-well-formed"); n != 3 {
+	if n := metrictest.Value(t, tb.reg, "crrelay_xmpp_stream_errors_total", "condition", "not-well-formed"); n != 3 {
 		t.Errorf("not-well-formed counted %v", n)
 	}
 }
@@ -195,7 +196,7 @@ func TestSlowloris(t *testing.T) {
 			}
 		})
 	}
-	if n := counter(t, tb.reg, "crrelay_xmpp_connections_refused_total", "reason", "negotiation_timeout"); n != 3 {
+	if n := metrictest.Value(t, tb.reg, "crrelay_xmpp_connections_refused_total", "reason", "negotiation_timeout"); n != 3 {
 		t.Errorf("negotiation timeouts counted %v", n)
 	}
 	check()
@@ -211,7 +212,7 @@ func TestTLSFailure(t *testing.T) {
 	io.WriteString(conn, "<stream:stream>this is not TLS, but it is long enough to be read")
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	io.ReadAll(conn)
-	if n := counter(t, tb.reg, "crrelay_xmpp_connections_refused_total", "reason", "tls_failure"); n != 1 {
+	if n := metrictest.Value(t, tb.reg, "crrelay_xmpp_connections_refused_total", "reason", "tls_failure"); n != 1 {
 		t.Errorf("TLS failures counted %v", n)
 	}
 }
@@ -230,7 +231,7 @@ func TestLimits(t *testing.T) {
 		if b, _ := io.ReadAll(conn); len(b) != 0 {
 			t.Errorf("third connection got %q", b)
 		}
-		if n := counter(t, tb.reg, "crrelay_xmpp_connections_refused_total", "reason", "max_sessions"); n != 1 {
+		if n := metrictest.Value(t, tb.reg, "crrelay_xmpp_connections_refused_total", "reason", "max_sessions"); n != 1 {
 			t.Errorf("refused max_sessions %v", n)
 		}
 	})
@@ -249,7 +250,7 @@ func TestLimits(t *testing.T) {
 		if b, _ := io.ReadAll(conns[2]); len(b) != 0 {
 			t.Errorf("third connection got %q", b)
 		}
-		if n := counter(t, tb.reg, "crrelay_xmpp_connections_refused_total", "reason", "rate_per_ip"); n != 1 {
+		if n := metrictest.Value(t, tb.reg, "crrelay_xmpp_connections_refused_total", "reason", "rate_per_ip"); n != 1 {
 			t.Errorf("refused rate_per_ip %v", n)
 		}
 	})
@@ -265,7 +266,7 @@ func TestLimits(t *testing.T) {
 		if d := time.Since(start); d < 100*time.Millisecond {
 			t.Errorf("closed after %v", d)
 		}
-		if n := counter(t, tb.reg, "crrelay_xmpp_read_timeouts_total"); n != 1 {
+		if n := metrictest.Value(t, tb.reg, "crrelay_xmpp_read_timeouts_total"); n != 1 {
 			t.Errorf("read timeouts %v", n)
 		}
 		if e := tb.sessions.wait(t); e != "up idle@xmpp.test/r" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"github.com/crrelay/crrelay/internal/metrictest"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ func TestConnectionRequestOutcomes(t *testing.T) {
 			}
 		})
 	}
-	if n := counter(t, tb.reg, "crrelay_xmpp_connection_requests_total", "outcome", "auth_failed"); n != 2 {
+	if n := metrictest.Value(t, tb.reg, "crrelay_xmpp_connection_requests_total", "outcome", "auth_failed"); n != 2 {
 		t.Errorf("auth_failed counted %v", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"github.com/crrelay/crrelay/internal/metrictest"
 	"net"
 	"strings"
 	"testing"
@@ -76,7 +77,7 @@ func TestLoginMellium(t *testing.T) {
 				if !ok || info.FullJID != full || info.BareJID != user+"@"+testDomain || !info.TLS || info.Remote == "" {
 					t.Errorf("Online: %+v %v", info, ok)
 				}
-				if n := counter(t, tb.reg, "crrelay_xmpp_auth_total", "mechanism", mech.Name, "result", "success"); n < 1 {
+				if n := metrictest.Value(t, tb.reg, "crrelay_xmpp_auth_total", "mechanism", mech.Name, "result", "success"); n < 1 {
 					t.Errorf("auth success count %v", n)
 				}
 				s.Close()
@@ -95,11 +96,11 @@ func TestLoginACSWithSCRAM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if got := counter(t, tb.reg, "crrelay_xmpp_sessions", "kind", "acs"); got != 1 {
+	if got := metrictest.Value(t, tb.reg, "crrelay_xmpp_sessions", "kind", "acs"); got != 1 {
 		// The gauge moves just after the bind result; ping to be sure.
 		c := dial(t, tb.addr, false)
 		c.login("acs", "acs-pass", "other")
-		if got := counter(t, tb.reg, "crrelay_xmpp_sessions", "kind", "acs"); got < 1 {
+		if got := metrictest.Value(t, tb.reg, "crrelay_xmpp_sessions", "kind", "acs"); got < 1 {
 			t.Errorf("acs sessions %v", got)
 		}
 	}
@@ -118,7 +119,7 @@ func TestWrongPassword(t *testing.T) {
 		if d := time.Since(start); d < delay {
 			t.Errorf("failure answered after %v, want at least %v", d, delay)
 		}
-		if n := counter(t, tb.reg, "crrelay_xmpp_auth_total", "mechanism", "SCRAM-SHA-256", "result", "failure"); n != 1 {
+		if n := metrictest.Value(t, tb.reg, "crrelay_xmpp_auth_total", "mechanism", "SCRAM-SHA-256", "result", "failure"); n != 1 {
 			t.Errorf("failures counted: %v", n)
 		}
 	})
@@ -141,10 +142,10 @@ func TestWrongPassword(t *testing.T) {
 		if cond := c.expectClosed(); cond != "not-authorized" {
 			t.Errorf("stream error %q, want not-authorized", cond)
 		}
-		if n := counter(t, tb.reg, "crrelay_xmpp_auth_total", "mechanism", "PLAIN", "result", "failure"); n != maxAuthAttempts {
+		if n := metrictest.Value(t, tb.reg, "crrelay_xmpp_auth_total", "mechanism", "PLAIN", "result", "failure"); n != maxAuthAttempts {
 			t.Errorf("failures counted: %v", n)
 		}
-		if n := counter(t, tb.reg, "crrelay_xmpp_connections_refused_total", "reason", "auth_failure"); n != 1 {
+		if n := metrictest.Value(t, tb.reg, "crrelay_xmpp_connections_refused_total", "reason", "auth_failure"); n != 1 {
 			t.Errorf("refused auth_failure: %v", n)
 		}
 	})

@@ -12,7 +12,6 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // Addresses from the documentation ranges (RFC 5737, RFC 3849): the
@@ -180,42 +179,4 @@ func (r *running) exchange(t testing.TB, network string, m *dns.Msg) *dns.Msg {
 		t.Fatalf("%s %v: %v", network, m.Question, err)
 	}
 	return resp
-}
-
-// counter returns the value of the counter name with the given label
-// pairs in reg (0 if absent).
-func counter(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			if !hasLabels(m, labels) {
-				continue metrics
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
-}
-
-func hasLabels(m *dto.Metric, kv []string) bool {
-	for i := 0; i+1 < len(kv); i += 2 {
-		found := false
-		for _, lp := range m.GetLabel() {
-			if lp.GetName() == kv[i] && lp.GetValue() == kv[i+1] {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
 }

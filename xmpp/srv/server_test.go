@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/crrelay/crrelay/internal/metrictest"
 	"io"
 	"net"
 	"net/netip"
@@ -146,7 +147,7 @@ func TestTruncation(t *testing.T) {
 			if !u.Truncated && len(u.Answer) != tc.targets {
 				t.Errorf("%d answers, want %d", len(u.Answer), tc.targets)
 			}
-			if got := counter(t, r.reg, "crrelay_dns_truncated_total"); (got == 1) != tc.tc {
+			if got := metrictest.Value(t, r.reg, "crrelay_dns_truncated_total"); (got == 1) != tc.tc {
 				t.Errorf("crrelay_dns_truncated_total = %v", got)
 			}
 
@@ -219,7 +220,7 @@ func TestGarbage(t *testing.T) {
 		{"crrelay_dns_queries_total", []string{"rcode", "NOTIMP", "type", "none"}, 1},
 		{"crrelay_dns_queries_total", []string{"rcode", "NOERROR", "type", "A"}, 1},
 	} {
-		if got := counter(t, r.reg, c.name, c.labels...); got != c.want {
+		if got := metrictest.Value(t, r.reg, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
@@ -330,7 +331,7 @@ func TestRateLimit(t *testing.T) {
 	if _, err := u2.Read(make([]byte, 512)); err != nil {
 		t.Fatal(err)
 	}
-	if got := counter(t, r.reg, "crrelay_dns_dropped_total", "reason", "rate_limited"); got != 2 {
+	if got := metrictest.Value(t, r.reg, "crrelay_dns_dropped_total", "reason", "rate_limited"); got != 2 {
 		t.Errorf("rate_limited = %v, want 2", got)
 	}
 }
@@ -362,7 +363,7 @@ func TestTCPLimit(t *testing.T) {
 	if _, err := second.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Errorf("second connection: %v, want EOF", err)
 	}
-	if got := counter(t, r.reg, "crrelay_dns_dropped_total", "reason", "tcp_limit"); got != 1 {
+	if got := metrictest.Value(t, r.reg, "crrelay_dns_dropped_total", "reason", "tcp_limit"); got != 1 {
 		t.Errorf("tcp_limit = %v", got)
 	}
 	// The first one still works.
@@ -457,7 +458,7 @@ func TestMetricsRegistered(t *testing.T) {
 		t.Fatal("second registration succeeded")
 	}
 	s.m.count(result{rcode: dns.RcodeSuccess, qtype: "A"})
-	if got := counter(t, reg, "crrelay_dns_queries_total", "rcode", "NOERROR", "type", "A"); got != 1 {
+	if got := metrictest.Value(t, reg, "crrelay_dns_queries_total", "rcode", "NOERROR", "type", "A"); got != 1 {
 		t.Errorf("first server's metrics: %v", got)
 	}
 }
