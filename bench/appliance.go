@@ -1,111 +1,49 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/crrelay/crrelay/apiclient"
+	"github.com/crrelay/crrelay/internal/apprun"
 )
 
-// appliance is bin/crrelay serve running as its own process, on a fresh
-// data directory, with its API on a loopback port.
+// appliance is bin/crrelay serve running as its own process (apprun), on
+// a fresh data directory, with its API on a loopback port.
 type appliance struct {
-	cmd *exec.Cmd
+	p   *apprun.Process
 	api *apiclient.Client
-	dir string
-	log *logTail
 }
 
-const benchToken = "bench-token"
-
-var startedRE = regexp.MustCompile(`crrelay started.*api=(http://[0-9.:]+)`)
-
 // startAppliance starts binary serve with args after the bench's own, and
-// returns once the API is up. conns is how many API connections the bench
+// returns once it is up. conns is how many API connections the bench
 // keeps open. A process that exits before it is up is reported with the
 // last lines it logged.
 func startAppliance(ctx context.Context, binary string, conns int, args ...string) (*appliance, error) {
-	if _, err := os.Stat(binary); err != nil {
-		return nil, fmt.Errorf("%s: %w (run make build)", binary, err)
-	}
-	dir, err := os.MkdirTemp("", "crrelay-bench-")
-	if err != nil {
-		return nil, err
-	}
-	a := &appliance{dir: dir, log: &logTail{max: 20}}
-	all := append([]string{"serve", "--data-dir", filepath.Join(dir, "data"), "--api-listen", "127.0.0.1:0",
-		"--api-token", benchToken,
+	p, err := apprun.Start(ctx, apprun.Config{
+		Binary: binary, APIConns: conns, TempPrefix: "crrelay-bench-",
 		// No XMPP broker unless a run asks for one (a later flag wins).
-		"--xmpp-listen=", "--xmpp-tls-listen="}, args...)
-	a.cmd = exec.CommandContext(ctx, binary, all...)
-	stderr, err := a.cmd.StderrPipe()
+		Args: append([]string{"--xmpp-listen=", "--xmpp-tls-listen="}, args...),
+	})
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return nil, fmt.Errorf("crrelay serve %s: %w", strings.Join(args, " "), err)
 	}
-	if err := a.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	addr := make(chan string, 1)
-	eof := make(chan struct{})
-	go func() {
-		defer close(eof)
-		// Keep reading to the end: a process whose log pipe fills up
-		// stops.
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			a.log.add(line)
-			if m := startedRE.FindStringSubmatch(line); m != nil && !sent {
-				addr <- m[1]
-				sent = true
-			}
-		}
-	}()
-	var url string
-	select {
-	case url = <-addr:
-	case <-eof:
-		err := a.cmd.Wait()
-		os.RemoveAll(dir)
-		fmt.Fprintf(os.Stderr, "crrelay serve %s exited (%v); its last lines:\n%s\n", strings.Join(args, " "), err, a.log.String())
-		return nil, fmt.Errorf("crrelay serve exited (%v): %s", err, a.log.last())
-	case <-time.After(30 * time.Second):
-		a.stop()
-		return nil, fmt.Errorf("crrelay serve did not start in 30s:\n%s", a.log.String())
-	}
-	// An ACS keeps connections to the API open; so does the bench.
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns}}
-	a.api = &apiclient.Client{BaseURL: url, Token: benchToken, HTTP: hc}
-	return a, nil
+	return &appliance{p: p, api: p.API}, nil
 }
 
-func (a *appliance) pid() int { return a.cmd.Process.Pid }
+func (a *appliance) pid() int { return a.p.PID() }
 
 // stop interrupts the appliance, waits for it and removes its data.
 func (a *appliance) stop() {
-	_ = a.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = a.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-done
+	if err := a.p.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "crrelay serve exited with %v; its log ends:\n%s\n", err, a.p.Tail(10))
 	}
-	os.RemoveAll(a.dir)
+	a.p.Remove()
 }
 
 // logTail keeps the last lines a process logged.

@@ -3,51 +3,31 @@ package main
 import (
 	"errors"
 	"testing"
+
+	"github.com/crrelay/crrelay/internal/apprun"
 )
 
-func TestParseStarted(t *testing.T) {
-	const prefix = `time=2026-12-05T08:53:35.141Z level=INFO msg="crrelay started" version=727ef49 api=http://127.0.0.1:34397 `
+func TestCheckListeners(t *testing.T) {
 	for _, tc := range []struct {
-		name, line string
-		wantErr    error
+		name       string
+		stun, xmpp []string
+		ok         bool
 	}{
-		{
-			name: "every listener",
-			line: prefix + `stun=127.0.0.1:50682 xmpp=127.0.0.1:36875,127.0.0.1:46045 data_dir=/tmp/crrelay-demo-1/data devices=0`,
-		},
-		{
-			// slog quotes empty values.
-			name:    "no STUN server",
-			line:    prefix + `stun="" xmpp=127.0.0.1:36875,127.0.0.1:46045 data_dir=/tmp/d devices=0`,
-			wantErr: errStartedLog,
-		},
-		{
-			name:    "one XMPP listener",
-			line:    prefix + `stun=127.0.0.1:50682 xmpp=127.0.0.1:36875 data_dir=/tmp/d devices=0`,
-			wantErr: errStartedLog,
-		},
+		{"every listener", []string{"127.0.0.1:50682"}, []string{"127.0.0.1:36875", "127.0.0.1:46045"}, true},
+		{"no STUN server", nil, []string{"127.0.0.1:36875", "127.0.0.1:46045"}, false},
+		{"one XMPP listener", []string{"127.0.0.1:50682"}, []string{"127.0.0.1:36875"}, false},
+		{"another XMPP port", []string{"127.0.0.1:50682"}, []string{"127.0.0.1:36875", "127.0.0.1:1"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := startedRE.FindStringSubmatch(tc.line)
-			if m == nil {
-				t.Fatal("startedRE does not match")
-			}
 			a := &appliance{xmpp: "127.0.0.1:36875", xmppTLS: "127.0.0.1:46045"}
-			err := a.parseStarted(logFields(m[1]))
-			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("parseStarted: %v, want %v", err, tc.wantErr)
+			err := a.checkListeners(tc.stun, tc.xmpp)
+			if (err == nil) != tc.ok || (err != nil && !errors.Is(err, apprun.ErrStartedLine)) {
+				t.Fatalf("checkListeners: %v, want ok=%v", err, tc.ok)
 			}
-			if err == nil && a.stun.String() != "127.0.0.1:50682" {
+			if tc.ok && a.stun.String() != "127.0.0.1:50682" {
 				t.Errorf("stun %s, want 127.0.0.1:50682", a.stun)
 			}
 		})
-	}
-}
-
-func TestLogFieldsQuoted(t *testing.T) {
-	f := logFields(`time=x level=WARN msg="no --xmpp-cert: using a \"self-signed\" certificate" err="" part=xmpp`)
-	if f["level"] != "WARN" || f["msg"] != `no --xmpp-cert: using a "self-signed" certificate` || f["err"] != "" || f["part"] != "xmpp" {
-		t.Errorf("logFields = %q", f)
 	}
 }
 

@@ -50,14 +50,10 @@ import (
 )
 
 var (
-	errUsage      = errors.New("demo: usage")
-	errNotBuilt   = errors.New("demo: appliance binary missing (run make build)")
-	errExited     = errors.New("demo: appliance exited")
-	errNoStart    = errors.New("demo: appliance did not start in time")
-	errStartedLog = errors.New("demo: unexpected \"crrelay started\" log line")
-	errNotReady   = errors.New("demo: simulated CPEs not ready")
-	errCampaign   = errors.New("demo: campaign did not finish")
-	errUnreached  = errors.New("demo: not every device was reached")
+	errUsage     = errors.New("demo: usage")
+	errNotReady  = errors.New("demo: simulated CPEs not ready")
+	errCampaign  = errors.New("demo: campaign did not finish")
+	errUnreached = errors.New("demo: not every device was reached")
 )
 
 const (
@@ -264,10 +260,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Stop everything before the summary, which is the last line.
 	stopBG()
 	t = time.Now()
-	a.stop()
-	switch {
-	case a.exitErr != nil:
-		p.printf("appliance  stopped with %v after SIGINT (%.2f s)", a.exitErr, time.Since(t).Seconds())
+	switch err := a.stop(); {
+	case err != nil:
+		p.printf("appliance  stopped with %v after SIGINT (%.2f s)", err, time.Since(t).Seconds())
 	default:
 		p.printf("appliance  stopped cleanly on SIGINT in %.2f s", time.Since(t).Seconds())
 	}
