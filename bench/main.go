@@ -283,7 +283,10 @@ func pct(lat []time.Duration, p float64) string {
 }
 
 func throughAppliance(ctx context.Context, binary string, fleet *sim.Fleet, base string, d time.Duration, conc, latencyN int) ([]row, error) {
-	args := []string{"--http-cr-allow-cidrs", "127.0.0.0/8", "--http-cr-max-per-host", fmt.Sprint(conc)}
+	// The rows wake the same devices in turn, each several times a
+	// second: without --wake-min-spacing 0 most wakes would be coalesced
+	// and send nothing.
+	args := []string{"--http-cr-allow-cidrs", "127.0.0.0/8", "--http-cr-max-per-host", fmt.Sprint(conc), "--wake-min-spacing", "0"}
 	if serveHasFlag(binary, "stun-listen") {
 		// Not the default 0.0.0.0:3478, which may be taken.
 		port, err := freeUDPPort()
