@@ -671,12 +671,12 @@ func (s *Server) inform(w http.ResponseWriter, r *http.Request) {
 		}
 		at = *body.At
 	}
-	if err := wake.CheckInformEvents(body.Events); err != nil {
+	c, err := s.cfg.Waker.Inform(id, body.Events, at)
+	switch {
+	case errors.Is(err, wake.ErrBadRequest):
 		writeError(w, fieldErr("events", "%v", strings.TrimPrefix(err.Error(), wake.ErrBadRequest.Error()+": ")))
 		return
-	}
-	c, err := s.cfg.Waker.Inform(id, body.Events, at)
-	if err != nil {
+	case err != nil:
 		s.fail(w, "inform", err)
 		return
 	}

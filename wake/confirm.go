@@ -36,8 +36,8 @@ type Confirmation struct {
 	Wake *registry.WakeRecord `json:"wake,omitempty"`
 }
 
-// CheckInformEvents validates the event codes an ACS reports.
-func CheckInformEvents(events []string) error {
+// checkInformEvents validates the event codes an ACS reports.
+func checkInformEvents(events []string) error {
 	if len(events) == 0 {
 		return fmt.Errorf("%w: events is empty; list the Inform's event codes, e.g. [\"6 CONNECTION REQUEST\"]", ErrBadRequest)
 	}
@@ -59,7 +59,7 @@ func CheckInformEvents(events []string) error {
 // record gets confirmed_at and confirm_ms, and callers waiting for the
 // confirmation return. It returns ErrNotFound for an unknown device.
 func (w *Waker) Inform(id string, events []string, at time.Time) (Confirmation, error) {
-	if err := CheckInformEvents(events); err != nil {
+	if err := checkInformEvents(events); err != nil {
 		return Confirmation{}, err
 	}
 	if _, ok := w.cfg.Devices.Get(id); !ok {
