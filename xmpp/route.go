@@ -1,9 +1,8 @@
 package xmpp
 
 import (
-	"bytes"
 	"encoding/xml"
-	"io"
+	"errors"
 	"sync"
 	"time"
 
@@ -26,70 +25,95 @@ type stanza struct {
 	toAddrValid   bool
 }
 
-// inspect checks that elem is one well-formed element (encoding/xml,
-// strict) and reads it.
+// inspect checks that elem is one well-formed element (xmlframe.Walker:
+// strict, with the restrictions of RFC 6120 11.1) and reads it. It makes
+// strings only of what outlives elem and is not a value the broker knows
+// (one allocation holds the id and the to), so that reading the common
+// stanza costs a single allocation.
 func inspect(elem []byte, st *stanza) error {
-	st.tag.Attrs = st.attrStore[:0]
-	if err := xmlframe.ParseStartTag(elem, &st.tag); err != nil {
-		return seNotWellFormed
-	}
-	d := xml.NewDecoder(bytes.NewReader(elem))
-	depth, inErr := 0, false
-	for {
-		tok, err := d.Token()
-		if err == io.EOF {
-			break
+	// str returns b as a string, allocating only when it is none of
+	// known.
+	str := func(b []byte, known ...string) string {
+		for _, k := range known {
+			if string(b) == k {
+				return k
+			}
 		}
+		return string(b)
+	}
+	var w xmlframe.Walker
+	w.Reset(elem)
+	var id, to []byte
+	var small [16]byte // decodes type attributes
+	inErr := false
+	for {
+		step, err := w.Next()
 		if err != nil {
+			if errors.Is(err, xmlframe.ErrRestricted) {
+				return seRestrictedXML
+			}
 			return seNotWellFormed
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			depth++
-			switch depth {
+		switch step {
+		case xmlframe.Done:
+			// Values are decoded as encoding/xml did: references
+			// expanded, line ends made LF.
+			var buf [128]byte
+			b := xmlframe.AppendValue(buf[:0], id)
+			n := len(b)
+			b = xmlframe.AppendValue(b, to)
+			s := string(b)
+			st.id, st.to = s[:n], s[n:]
+			return nil
+		case xmlframe.Close:
+			if w.Depth() == 2 {
+				inErr = false
+			}
+		case xmlframe.Open:
+			d := w.Depth()
+			if d > 3 {
+				break
+			}
+			n := w.Name()
+			switch d {
 			case 1:
-				st.name, st.space = t.Name.Local, t.Name.Space
-				for _, a := range t.Attr {
-					if a.Name.Space != "" {
-						continue
-					}
-					switch a.Name.Local {
-					case "type":
-						st.typ = a.Value
-					case "id":
-						st.id = a.Value
-					case "to":
-						st.to, st.hasTo = a.Value, true
-					}
+				st.tag.Attrs = st.attrStore[:0]
+				w.StartTag(&st.tag)
+				st.name = str(n.Local, "iq", "message", "presence")
+				st.space = str(n.Space, "", nsClient)
+				if v, ok := w.AttrValue("type"); ok {
+					st.typ = str(xmlframe.AppendValue(small[:0], v), "get", "set", "result", "error")
 				}
+				id, _ = w.AttrValue("id")
+				to, st.hasTo = w.AttrValue("to")
 			case 2:
 				st.children++
 				if st.children == 1 {
-					st.payload = t.Name
+					st.payload = xml.Name{
+						Space: str(n.Space, nsConnReq, nsPing, nsSession, nsRoster, nsDiscoInfo, "", nsClient),
+						Local: str(n.Local, "connectionRequest", "ping", "session", "query", "error"),
+					}
 				}
-				if t.Name.Local == "error" {
+				if string(n.Local) == "error" {
 					inErr = true
-					for _, a := range t.Attr {
-						if a.Name.Space == "" && a.Name.Local == "type" {
-							st.errType = a.Value
-						}
+					if v, ok := w.AttrValue("type"); ok {
+						st.errType = str(xmlframe.AppendValue(small[:0], v), "auth", "cancel", "continue", "modify", "wait")
 					}
 				}
 			case 3:
-				if inErr && st.cond == "" && t.Name.Local != "text" {
-					st.cond = t.Name.Local
+				if inErr && st.cond == "" && string(n.Local) != "text" {
+					// RFC 6120 8.3.3, and a widespread agent's
+					// misspelling.
+					st.cond = str(n.Local, "bad-request", "conflict", "feature-not-implemented", "forbidden",
+						"gone", "internal-server-error", "item-not-found", "jid-malformed", "not-acceptable",
+						"not-allowed", "not-authorized", "not-autorized", "policy-violation", "recipient-unavailable",
+						"redirect", "registration-required", "remote-server-not-found", "remote-server-timeout",
+						"resource-constraint", "service-unavailable", "subscription-required",
+						"undefined-condition", "unexpected-request")
 				}
 			}
-		case xml.EndElement:
-			if depth == 2 {
-				inErr = false
-			}
-			depth--
-		case xml.ProcInst, xml.Comment, xml.Directive:
-			return seRestrictedXML
 		}
 	}
-	return nil
 }
 
 // handle routes one stanza from s (RFC 6120 8 and 10, with the policy of

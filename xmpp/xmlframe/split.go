@@ -1,16 +1,6 @@
-// Package xmlframe splits the inside of an XMPP stream into top-level
-// elements (stanzas) without decoding them, and reads the start tag of a
-// framed element. It is the pure, allocation-free wire codec under the
-// broker: it owns no socket, keeps a few words of state between calls,
-// and never holds the bytes it scans, so an idle connection costs it
-// nothing.
-//
-// RFC 6120 11.1 restricts the XML of a stream: no comments, processing
-// instructions or document type declarations. The Splitter refuses them,
-// which also keeps it simple: what is left to track is tags, quoted
-// attribute values and CDATA sections. It checks just enough syntax to
-// find element boundaries; the caller parses each complete element with a
-// real XML parser, which catches everything else.
+// The Splitter: finds where each top-level element of a stream ends,
+// checking only what it must to get that right.
+
 package xmlframe
 
 import "errors"

@@ -1,3 +1,6 @@
+// ParseStartTag: the start tag of a framed element, as written, so that
+// the broker can copy it with the addresses it vouches for.
+
 package xmlframe
 
 // Attr is one attribute of a start tag, as written: Value is the raw text
