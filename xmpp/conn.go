@@ -26,30 +26,97 @@ var errWouldBlock net.Error = wouldBlockError{}
 // session is bound it reads without waiting, so a worker can drain the
 // TLS connection and give the goroutine back as soon as the socket is
 // empty, leaving the session to the poller.
+//
+// It also follows the TLS record framing of the bytes it hands to
+// tls.Conn, which lets a reader skip the read that would only find the
+// socket empty (see drained).
 type nbConn struct {
 	net.Conn
 	rc       syscall.RawConn
 	pre      []byte // bytes read before TLS started, to be read first
 	nonblock bool
+
+	// TLS records in the bytes read so far: hdr holds the first hdrN
+	// bytes of a record header, body counts the bytes left of the record
+	// whose header was read.
+	hdr  [recordHeaderLen]byte
+	hdrN int
+	body int
+	// Since startRead: records whose last byte was read, and whether the
+	// last read from the socket left room in the buffer it filled.
+	records int
+	short   bool
 }
 
+// recordHeaderLen is the length of a TLS record header: type, version,
+// length (RFC 8446 5.1, RFC 5246 6.2.1).
+const recordHeaderLen = 5
+
 func (c *nbConn) Read(p []byte) (int, error) {
-	if len(c.pre) > 0 {
-		n := copy(p, c.pre)
+	var n int
+	var err error
+	switch {
+	case len(c.pre) > 0:
+		n = copy(p, c.pre)
 		c.pre = c.pre[n:]
 		if len(c.pre) == 0 {
 			c.pre = nil
 		}
-		return n, nil
+		c.short = false
+	case !c.nonblock:
+		n, err = c.Conn.Read(p)
+		c.short = false
+	default:
+		n, err = readNonblock(c.rc, p)
+		if err == nil && n == 0 && len(p) > 0 {
+			return 0, io.EOF
+		}
+		c.short = n < len(p)
 	}
-	if !c.nonblock {
-		return c.Conn.Read(p)
-	}
-	n, err := readNonblock(c.rc, p)
-	if err == nil && n == 0 && len(p) > 0 {
-		return 0, io.EOF
-	}
+	c.track(p[:n])
 	return n, err
+}
+
+// track follows the record framing over b, the next bytes read.
+func (c *nbConn) track(b []byte) {
+	for len(b) > 0 {
+		if c.body > 0 {
+			k := min(c.body, len(b))
+			c.body -= k
+			b = b[k:]
+			if c.body == 0 {
+				c.records++
+			}
+			continue
+		}
+		k := copy(c.hdr[c.hdrN:], b)
+		c.hdrN += k
+		b = b[k:]
+		if c.hdrN == recordHeaderLen {
+			c.hdrN = 0
+			c.body = int(c.hdr[3])<<8 | int(c.hdr[4])
+			if c.body == 0 {
+				c.records++
+			}
+		}
+	}
+}
+
+// startRead is called before each tls.Conn.Read of a bound session.
+func (c *nbConn) startRead() { c.records, c.short = 0, false }
+
+// drained reports, after a tls.Conn.Read that returned data and left
+// room in its buffer, that tls.Conn holds nothing more and the socket is
+// empty, so that another Read would only cost a system call to hear it
+// would block. That is so when the Read took exactly one whole record
+// from this conn, in one short read from the socket: tls.Conn consumed
+// that record to return data (a Read returns data from one record at a
+// time and only reads more when it has none), so no byte of it, or of a
+// record after it, is left in tls.Conn's buffers; and a short read means
+// the socket's queue was empty. Bytes arriving after that read are
+// reported by the poller, which is edge-triggered on every arrival.
+func (c *nbConn) drained() bool {
+	return c.short && c.records == 1 && c.body == 0 && c.hdrN == 0
 }
 
 // errTooLarge: a negotiation element exceeded Config.MaxStanzaBytes.

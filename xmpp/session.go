@@ -73,6 +73,11 @@ type session struct {
 	lastRead atomic.Int64 // unix nanoseconds of the last readiness
 
 	wmu sync.Mutex // serialises writes to tc
+	// wdl is the write deadline set on tc (unix nanoseconds; guarded by
+	// wmu). Setting one costs a lock and a timer update in the runtime,
+	// so a write keeps the one in force when it is only a little earlier
+	// than the write asks (see setWriteDeadline).
+	wdl int64
 
 	// Writes are combined: a stanza written while another write is in
 	// progress is queued, and the writer in progress sends the queue when
@@ -150,7 +155,7 @@ func (s *session) write(p []byte, deadline time.Time) error {
 		s.wmu.Lock()
 		err := errSessionClosed
 		if s.open() {
-			if err = s.tc.SetWriteDeadline(deadline); err == nil {
+			if err = s.setWriteDeadline(deadline); err == nil {
 				_, err = s.tc.Write(buf)
 			}
 		}
@@ -181,6 +186,23 @@ func (s *session) write(p []byte, deadline time.Time) error {
 		s.qmu.Unlock()
 		buf = *sent
 	}
+}
+
+// setWriteDeadline bounds the next writes by d, or by the deadline in
+// force if that one is not later than d and earlier by at most an eighth
+// of the time left until d: a busy session then updates its deadline
+// every WriteTimeout/8 or so rather than on every write, and no write is
+// given more time than it asked for, nor much less. The caller holds wmu.
+func (s *session) setWriteDeadline(d time.Time) error {
+	dl := d.UnixNano()
+	if s.wdl != 0 && s.wdl <= dl && (dl-s.wdl)*8 <= dl-time.Now().UnixNano() {
+		return nil
+	}
+	if err := s.tc.SetWriteDeadline(d); err != nil {
+		return err
+	}
+	s.wdl = dl
+	return nil
 }
 
 // queueBufs hold the stanzas queued behind a write in progress.
@@ -230,7 +252,7 @@ func (s *session) teardown(pending []pendingIQ, cond streamError) {
 		b = append(b, "</stream:stream>"...)
 	}
 	s.wmu.Lock()
-	if err := s.tc.SetWriteDeadline(time.Now().Add(closeWriteTimeout)); err == nil {
+	if err := s.setWriteDeadline(time.Now().Add(closeWriteTimeout)); err == nil {
 		_, _ = s.tc.Write(b)
 	}
 	s.wmu.Unlock()
@@ -333,15 +355,17 @@ func (s *session) serviceRead() {
 		if !s.frame(&buf) {
 			break
 		}
+		room := cap(buf) - len(buf)
+		s.nb.startRead()
 		n, err := s.tc.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		if err == nil {
+		if err == nil && (n == room || !s.nb.drained()) {
 			continue
 		}
 		if n > 0 && !s.frame(&buf) {
 			break
 		}
-		if err == errWouldBlock {
+		if err == nil || err == errWouldBlock {
 			// Idle again: keep what is unfinished, give the buffer back,
 			// and let the poller watch the socket.
 			if len(buf) > 0 {

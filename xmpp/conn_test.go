@@ -1,0 +1,184 @@
+package xmpp
+
+import (
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// records builds TLS-like records of the given body lengths.
+func records(lens ...int) []byte {
+	var b []byte
+	for _, n := range lens {
+		b = append(b, 23, 3, 3, 0, 0)
+		binary.BigEndian.PutUint16(b[len(b)-2:], uint16(n))
+		b = append(b, make([]byte, n)...)
+	}
+	return b
+}
+
+// TestTrackRecords feeds record streams to track cut at every point and
+// checks the records counted and where the framing stands.
+func TestTrackRecords(t *testing.T) {
+	stream := records(1, 0, 300, 5, 17000)
+	for cut := range len(stream) + 1 {
+		var c nbConn
+		c.track(stream[:cut])
+		first := c.records
+		c.startRead()
+		c.track(stream[cut:])
+		if got := first + c.records; got != 5 {
+			t.Fatalf("cut at %d: %d records, want 5", cut, got)
+		}
+		if c.body != 0 || c.hdrN != 0 {
+			t.Fatalf("cut at %d: framing left mid-record (body %d, header %d)", cut, c.body, c.hdrN)
+		}
+	}
+	var c nbConn
+	c.track(records(10)[:9])
+	if c.records != 0 || c.body != 6 {
+		t.Fatalf("partial record: %d records, %d body bytes left; want 0 and 6", c.records, c.body)
+	}
+}
+
+// tlsPair returns a client TLS conn and the server's tls.Conn over an
+// nbConn in non-blocking mode, as a bound session reads.
+func tlsPair(t *testing.T) (*tls.Conn, *tls.Conn, *nbConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type dialed struct {
+		c   *tls.Conn
+		err error
+	}
+	client := make(chan dialed, 1)
+	go func() {
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		client <- dialed{c, err}
+	}()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	rc, err := raw.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb := &nbConn{Conn: raw, rc: rc}
+	sc := tls.Server(nb, testTLS(t))
+	if err := sc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	d := <-client
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	cc := d.c
+	t.Cleanup(func() { cc.Close() })
+	// TLS 1.3 servers send session tickets after the handshake; a first
+	// exchange gets them out of the way, so only application records
+	// follow.
+	if _, err := cc.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if _, err := sc.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	nb.nonblock = true
+	return cc, sc, nb
+}
+
+// readSome reads from sc as serviceRead does, waiting while the socket
+// is empty.
+func readSome(t *testing.T, sc *tls.Conn, nb *nbConn, buf []byte) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		nb.startRead()
+		n, err := sc.Read(buf)
+		if err == nil {
+			return n
+		}
+		if !errors.Is(err, errWouldBlock) || time.Now().After(deadline) {
+			t.Fatalf("read: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestDrained checks when a session may go idle without reading again:
+// after one record read whole, not while tls.Conn holds a second one.
+func TestDrained(t *testing.T) {
+	cc, sc, nb := tlsPair(t)
+	buf := make([]byte, 4096)
+
+	if _, err := cc.Write([]byte("<presence/>")); err != nil {
+		t.Fatal(err)
+	}
+	if n := readSome(t, sc, nb, buf); string(buf[:n]) != "<presence/>" {
+		t.Fatalf("read %q", buf[:n])
+	}
+	if !nb.drained() {
+		t.Fatal("one record read whole: not reported drained")
+	}
+
+	// Two records in the socket before the read: the first Read returns
+	// the first record's data and tls.Conn keeps the second.
+	for _, s := range []string{"<a/>", "<b/>"} {
+		if _, err := cc.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := readSome(t, sc, nb, buf); string(buf[:n]) != "<a/>" {
+		t.Fatalf("read %q", buf[:n])
+	}
+	if nb.drained() {
+		t.Fatal("reported drained with a record left in tls.Conn")
+	}
+	nb.startRead()
+	n, err := sc.Read(buf)
+	if err != nil || string(buf[:n]) != "<b/>" {
+		t.Fatalf("second read: %q, %v", buf[:n], err)
+	}
+	if nb.drained() {
+		t.Fatal("reported drained after a record taken from tls.Conn's buffer, not the socket")
+	}
+	nb.startRead()
+	if _, err := sc.Read(buf); !errors.Is(err, errWouldBlock) {
+		t.Fatalf("third read: %v, want would block", err)
+	}
+
+	// A record that does not fit the read's buffer in one go.
+	big := make([]byte, 3000)
+	for i := range big {
+		big[i] = 'x'
+	}
+	if _, err := cc.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	small := make([]byte, 1000)
+	if n := readSome(t, sc, nb, small); n != len(small) {
+		t.Fatalf("read %d bytes, want %d", n, len(small))
+	}
+	// n == len(buf): serviceRead reads again whatever drained says; the
+	// rest comes from tls.Conn's buffer without a socket read.
+	got := len(small)
+	for got < len(big) {
+		nb.startRead()
+		n, err := sc.Read(small)
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", got, err)
+		}
+		got += n
+	}
+}
