@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -347,49 +346,62 @@ func benchXMPP(ctx context.Context, t xmppTarget, o xmppOptions) (xmppResult, er
 	}()
 	fmt.Fprintf(os.Stderr, "%s: connection requests to %d CPEs, %d in flight over %d ACS sessions, %v...\n",
 		t.name, len(onlineDevs), o.iqConc, len(acs), o.iqDuration)
+	// Each ACS session keeps its share of the requests in flight
+	// (sim.XMPPACS.Pipeline: no goroutine per request), the CPEs
+	// addressed in turn.
 	var next atomic.Int64
-	var mu sync.Mutex
-	lats := make([][]time.Duration, o.iqConc)
-	deadline := time.Now().Add(o.iqDuration)
+	type acsLoad struct {
+		lat      []time.Duration
+		outcomes map[string]int
+		err      error
+	}
+	loads := make([]acsLoad, len(acs))
+	qctx, qcancel := context.WithTimeout(ctx, o.iqDuration)
+	defer qcancel()
 	var wg sync.WaitGroup
 	s3 := snapCPU(t.pid)
-	for w := range o.iqConc {
-		a := acs[w%len(acs)]
+	for i, a := range acs {
+		inFlight := o.iqConc / len(acs)
+		if i < o.iqConc%len(acs) {
+			inFlight++
+		}
+		if inFlight == 0 {
+			continue
+		}
+		l := &loads[i]
+		l.lat, l.outcomes = make([]time.Duration, 0, 1<<16), map[string]int{}
 		wg.Go(func() {
-			lat := make([]time.Duration, 0, 4096)
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				d := onlineDevs[int(next.Add(1)-1)%len(onlineDevs)]
-				qctx, cancel := context.WithTimeout(ctx, o.iqTimeout)
-				t0 := time.Now()
-				res, err := a.ConnectionRequest(qctx, d.ConnReqJID, d.Username, d.Password)
-				el := time.Since(t0)
-				cancel()
-				if err == nil && res.OK() {
-					lat = append(lat, el)
-					continue
-				}
-				key := "timeout"
-				switch {
-				case err != nil && !errors.Is(err, context.DeadlineExceeded):
-					key = "session: " + err.Error()
-				case err == nil:
-					key = "error " + res.Condition
-				}
-				mu.Lock()
-				r.iqOutcomes[key]++
-				mu.Unlock()
-				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-					return // the ACS session is gone
-				}
-			}
-			lats[w] = lat
+			l.err = a.Pipeline(qctx, sim.PipelineConfig{
+				InFlight: inFlight,
+				Timeout:  o.iqTimeout,
+				Next: func() sim.PipelineTarget {
+					d := onlineDevs[int(next.Add(1)-1)%len(onlineDevs)]
+					return sim.PipelineTarget{JID: d.ConnReqJID, Username: d.Username, Password: d.Password}
+				},
+				Done: func(ans sim.PipelineAnswer) {
+					switch {
+					case ans.TimedOut:
+						l.outcomes["timeout"]++
+					case ans.Result.OK():
+						l.lat = append(l.lat, ans.RTT)
+					default:
+						l.outcomes["error "+ans.Result.Condition]++
+					}
+				},
+			})
 		})
 	}
 	wg.Wait()
 	r.iq = snapCPU(t.pid).since(s3)
-	for _, l := range lats {
-		r.iqOK += int64(len(l))
-		r.iqLat = append(r.iqLat, l...)
+	for _, l := range loads {
+		r.iqOK += int64(len(l.lat))
+		r.iqLat = append(r.iqLat, l.lat...)
+		for k, n := range l.outcomes {
+			r.iqOutcomes[k] += n
+		}
+		if l.err != nil {
+			r.iqOutcomes["session: "+l.err.Error()]++
+		}
 	}
 	for _, n := range r.iqOutcomes {
 		r.iqFailed += int64(n)

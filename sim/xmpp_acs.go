@@ -71,6 +71,7 @@ type XMPPACS struct {
 
 	pmu     sync.Mutex
 	pending map[string]chan XMPPIQResult
+	pipe    *pipeline // the running Pipeline, if any; under pmu
 
 	done      chan struct{} // closed when the session ends
 	closeOnce sync.Once
@@ -194,10 +195,7 @@ func (a *XMPPACS) iq(ctx context.Context, typ, to string, payload []byte) (XMPPI
 	b = append(b, payload...)
 	a.wbuf = append(b, "</iq>"...)
 	a.wmu.Unlock()
-	select {
-	case a.wsig <- struct{}{}:
-	default:
-	}
+	a.signalWriter()
 
 	select {
 	case r := <-ch:
@@ -258,24 +256,35 @@ func (a *XMPPACS) reader() {
 			}
 			continue
 		}
+		id := e.attr("id")
 		a.pmu.Lock()
-		ch, ok := a.pending[e.attr("id")]
-		delete(a.pending, e.attr("id"))
+		ch, ok := a.pending[id]
+		delete(a.pending, id)
+		pipe := a.pipe
 		a.pmu.Unlock()
 		if !ok {
-			continue // an answer after its request gave up
+			if pipe != nil {
+				pipe.answer(id, e, typ)
+			} // else an answer after its request gave up
+			a.st.rd.release()
+			continue
 		}
-		r := XMPPIQResult{Type: typ, From: e.attr("from")}
-		if typ == "error" {
-			r.Condition = stanzaCondition(e)
-			if er := e.child(nsClient, "error"); er != nil {
-				r.ErrorType = er.attr("type")
-			}
-			r.Echo = e.child(nsConnReq, "connectionRequest") != nil
-		}
-		ch <- r
+		ch <- iqResult(e, typ)
 		a.st.rd.release()
 	}
+}
+
+// iqResult reads the answer e, of type typ, to an IQ request.
+func iqResult(e *element, typ string) XMPPIQResult {
+	r := XMPPIQResult{Type: typ, From: e.attr("from")}
+	if typ == "error" {
+		r.Condition = stanzaCondition(e)
+		if er := e.child(nsClient, "error"); er != nil {
+			r.ErrorType = er.attr("type")
+		}
+		r.Echo = e.child(nsConnReq, "connectionRequest") != nil
+	}
+	return r
 }
 
 // refuse answers an IQ request to the ACS service-unavailable (RFC 6120
@@ -290,6 +299,11 @@ func (a *XMPPACS) refuse(iq *element) {
 	}
 	a.wbuf = append(b, "'><error type='cancel'><service-unavailable xmlns='"+nsStanzas+"'/></error></iq>"...)
 	a.wmu.Unlock()
+	a.signalWriter()
+}
+
+// signalWriter wakes the writer to send what is queued.
+func (a *XMPPACS) signalWriter() {
 	select {
 	case a.wsig <- struct{}{}:
 	default:
