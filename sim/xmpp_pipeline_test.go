@@ -73,8 +73,8 @@ func TestPipelineThroughProsody(t *testing.T) {
 		t.Errorf("%d requests sent, %d answers reported: %v", sent, total, counts)
 	}
 	want := map[string]string{
-		good.ConnReqJID():              "result ",
-		bad.ConnReqJID():               "error not-authorized",
+		good.ConnReqJID():                "result ",
+		bad.ConnReqJID():                 "error not-authorized",
 		"nobody@" + testDomain + "/gone": "error service-unavailable",
 	}
 	for key, n := range counts {
