@@ -330,3 +330,52 @@ func TestServeContext(t *testing.T) {
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	c.readToEnd()
 }
+
+// A client that sends but never reads is dropped, and no one waits on it
+// meanwhile: the broker's writes to it never block, so other sessions
+// are served while its backlog grows.
+func TestClientThatNeverReads(t *testing.T) {
+	tb := startBroker(t, func(c *Config) { c.WriteTimeout = 500 * time.Millisecond })
+	check := bystander(t, tb)
+	if e := tb.sessions.wait(t); e != "up bystander@xmpp.test/cwmp" {
+		t.Fatalf("event %q", e)
+	}
+	tb.accounts.set("deaf@"+testDomain, creds(t, "pw"))
+	c := dial(t, tb.addr, false)
+	c.login("deaf", "pw", "r")
+	if e := tb.sessions.wait(t); e != "up deaf@xmpp.test/r" {
+		t.Fatalf("event %q", e)
+	}
+	c.raw.SetDeadline(time.Time{})
+	// Pings, each answered, until the broker hangs up; never a read.
+	stop := make(chan struct{})
+	flooded := make(chan error, 1)
+	go func() {
+		ping := []byte(strings.Repeat(`<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>`, 100))
+		for {
+			select {
+			case <-stop:
+				flooded <- nil
+				return
+			default:
+			}
+			if _, err := c.conn.Write(ping); err != nil {
+				flooded <- err
+				return
+			}
+		}
+	}()
+	defer close(stop)
+	for range 5 {
+		check() // served while the deaf session is flooding
+	}
+	select {
+	case e := <-tb.sessions.ch:
+		if e != "down deaf@xmpp.test/r write-error" && e != "down deaf@xmpp.test/r write-timeout" {
+			t.Fatalf("event %q", e)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a client that never reads was never dropped")
+	}
+	check()
+}

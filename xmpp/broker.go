@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,9 +34,7 @@ type Broker struct {
 	idBase  string   // prefix of the relay's IQ ids
 	idSeq   atomic.Uint64
 
-	poll     *poller
-	work     chan *session
-	idle     atomic.Int32 // workers waiting on work
+	polls    []*poller // a bound session belongs to polls[slot%len]
 	readBufs sync.Pool
 	done     chan struct{} // closed by Close
 
@@ -55,7 +54,7 @@ type Broker struct {
 
 	spawnMu  sync.Mutex
 	draining bool
-	wg       sync.WaitGroup // poller, sweeper, workers, teardowns
+	wg       sync.WaitGroup // pollers, sweeper, teardowns
 }
 
 // listener is one served socket and the connections it accepted.
@@ -69,9 +68,6 @@ type listener struct {
 	negotiating map[net.Conn]struct{} // not bound yet
 	idle        chan struct{}         // closed when closing and active is 0
 }
-
-// maxIdleWorkers bounds the goroutines kept waiting for readable sessions.
-const maxIdleWorkers = 32
 
 // New returns a broker for cfg.
 func New(cfg Config) (*Broker, error) {
@@ -92,7 +88,6 @@ func New(cfg Config) (*Broker, error) {
 		relay:     relay,
 		acs:       make(map[string]scramcred.Credentials, len(cfg.ACSAccounts)),
 		limiter:   newConnLimiter(cfg.ConnRatePerIP, cfg.ConnBurstPerIP, 1<<16),
-		work:      make(chan *session),
 		done:      make(chan struct{}),
 		listeners: make(map[*listener]struct{}),
 		byFull:    make(map[string]*session),
@@ -110,11 +105,23 @@ func New(cfg Config) (*Broker, error) {
 	// plaintext, so that a record always fits after an unfinished stanza.
 	size := cfg.MaxStanzaBytes + 16<<10 + 256
 	b.readBufs.New = func() any { buf := make([]byte, 0, size); return &buf }
-	if b.poll, err = newPoller(); err != nil {
-		return nil, err
+	// One poller per processor: each reads and routes its sessions on
+	// one goroutine, with no hand-over between goroutines per stanza
+	// (writes never wait, see nbConn, so a poller never blocks).
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		p, err := newPoller()
+		if err != nil {
+			for _, p := range b.polls {
+				p.close()
+			}
+			return nil, err
+		}
+		b.polls = append(b.polls, p)
 	}
-	b.wg.Add(2)
-	go b.pollLoop()
+	b.wg.Add(1 + len(b.polls))
+	for _, p := range b.polls {
+		go b.pollLoop(p)
+	}
 	go b.sweep()
 	return b, nil
 }
@@ -245,7 +252,9 @@ func (b *Broker) Close() error {
 		l.ln.Close()
 	}
 	b.closeSessions(func(*session) bool { return true })
-	b.poll.close()
+	for _, p := range b.polls {
+		p.close()
+	}
 
 	b.spawnMu.Lock()
 	b.draining = true
@@ -388,15 +397,23 @@ func (b *Broker) negotiate(ctx context.Context, l *listener, c net.Conn, rc sysc
 	}
 	n.release()
 	s.lastRead.Store(s.since.UnixNano())
-	if err := c.SetDeadline(time.Time{}); err != nil || !b.register(s) {
+	if err := c.SetDeadline(time.Time{}); err != nil {
 		c.Close()
 		b.connClosed(l)
 		return
 	}
+	// From here on, reads and writes never wait (set before the session
+	// is listed, where others may write to it).
 	nb.nonblock = true
+	if !b.register(s) {
+		c.Close()
+		b.connClosed(l)
+		return
+	}
 	// The client may have sent stanzas already: read them, then arm.
 	s.busy.Store(true)
-	s.drive()
+	for s.drive() {
+	}
 }
 
 // negotiationFailed counts and logs why a connection never got bound.
@@ -559,11 +576,20 @@ func (b *Broker) lookup(a address, k kind) *session {
 }
 
 // pollLoop hands readable sessions to workers.
-func (b *Broker) pollLoop() {
+func (b *Broker) pollLoop(p *poller) {
 	defer b.wg.Done()
 	evs := make([]pollEvent, 256)
+	// Sessions whose turn ended with bytes possibly left (still claimed):
+	// read again after the events at hand, before waiting for more.
+	var turn, next []*session
 	for {
-		n, err := b.poll.wait(evs)
+		var n int
+		var err error
+		if len(turn) > 0 {
+			n, err = p.poll(evs)
+		} else {
+			n, err = p.wait(evs)
+		}
 		if err != nil {
 			if !b.isClosed() {
 				b.log.Error("xmpp: poller failed; sessions can no longer be read", "err", err)
@@ -572,7 +598,8 @@ func (b *Broker) pollLoop() {
 		}
 		now := time.Now().UnixNano()
 		for i := range evs[:n] {
-			key := eventKey(&evs[i])
+			ev := &evs[i]
+			key := eventKey(ev)
 			slot, gen := uint32(key), uint32(key>>32)
 			b.mu.RLock()
 			var s *session
@@ -583,60 +610,57 @@ func (b *Broker) pollLoop() {
 			if s == nil {
 				continue
 			}
-			s.lastRead.Store(now)
-			if !s.claim() {
-				continue // its reader reads again
+			if writable(ev) && s.nb.outSince.Load() != 0 {
+				s.flush()
 			}
-			select {
-			case b.work <- s:
-			default:
-				b.wg.Add(1)
-				go b.worker(s)
+			if !readable(ev) {
+				continue
+			}
+			s.lastRead.Store(now)
+			if s.claim() && s.drive() {
+				next = append(next, s)
 			}
 		}
+		for _, s := range turn {
+			if s.drive() {
+				next = append(next, s)
+			}
+		}
+		clear(turn)
+		turn, next = next, turn[:0]
 	}
 }
 
-// worker serves readable sessions; a few stay parked for the next ones.
-func (b *Broker) worker(s *session) {
-	defer b.wg.Done()
-	for {
-		s.drive()
-		if b.idle.Add(1) > maxIdleWorkers {
-			b.idle.Add(-1)
-			return
-		}
-		select {
-		case s = <-b.work:
-			b.idle.Add(-1)
-		case <-b.done:
-			b.idle.Add(-1)
-			return
-		}
-	}
-}
+// pollerOf returns the poller s belongs to.
+func (b *Broker) pollerOf(s *session) *poller { return b.polls[int(s.slot)%len(b.polls)] }
 
 // sweep closes sessions that sent nothing within the read timeout (RFC
 // 6120 4.6.1: dead connections are found by the lack of traffic, not by
 // pinging CPEs, many of which never answer pings).
 func (b *Broker) sweep() {
 	defer b.wg.Done()
-	period := min(max(b.cfg.ReadTimeout/8, 10*time.Millisecond), 5*time.Second)
+	period := min(max(min(b.cfg.ReadTimeout, b.cfg.WriteTimeout)/8, 10*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(period)
 	defer t.Stop()
-	var expired []*session
+	var expired, stalled []*session
 	for {
 		select {
 		case <-t.C:
 		case <-b.done:
 			return
 		}
-		cutoff := time.Now().Add(-b.cfg.ReadTimeout).UnixNano()
-		expired = expired[:0]
+		now := time.Now()
+		cutoff := now.Add(-b.cfg.ReadTimeout).UnixNano()
+		wcutoff := now.Add(-b.cfg.WriteTimeout).UnixNano()
+		expired, stalled = expired[:0], stalled[:0]
 		b.mu.RLock()
 		for _, s := range b.slots {
-			if s != nil && s.lastRead.Load() < cutoff {
+			switch {
+			case s == nil:
+			case s.lastRead.Load() < cutoff:
 				expired = append(expired, s)
+			case s.nb.stalledSince(wcutoff):
+				stalled = append(stalled, s)
 			}
 		}
 		b.mu.RUnlock()
@@ -644,6 +668,11 @@ func (b *Broker) sweep() {
 			b.m.timeouts.Inc()
 			s.close("read-timeout", seConnectionTimeout)
 		}
+		for _, s := range stalled {
+			b.m.writeStalls.Inc()
+			s.close("write-timeout", "")
+		}
+		clear(stalled)
 		clear(expired)
 	}
 }

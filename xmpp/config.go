@@ -135,8 +135,9 @@ type Config struct {
 	// whitespace keepalive) arrived for this long, with a
 	// connection-timeout stream error. Defaults to 5m.
 	ReadTimeout time.Duration
-	// WriteTimeout bounds each write to a session; a session that
-	// accepts nothing for this long is closed. Defaults to 10s.
+	// WriteTimeout: a session whose socket takes none of the bytes
+	// waiting for it for this long is closed (writes never wait; what a
+	// socket does not take waits, up to 256 KiB). Defaults to 10s.
 	WriteTimeout time.Duration
 	// AuthFailureDelay delays the answer to each failed authentication.
 	// Defaults to 1s; negative means no delay.

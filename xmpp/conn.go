@@ -4,7 +4,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // wouldBlockError is what nbConn.Read returns, in non-blocking mode, when
@@ -22,10 +25,14 @@ func (wouldBlockError) Temporary() bool { return true }
 var errWouldBlock net.Error = wouldBlockError{}
 
 // nbConn is the connection under a session's tls.Conn. During negotiation
-// it reads like the net.Conn it wraps (blocking, with deadlines); once the
-// session is bound it reads without waiting, so a worker can drain the
-// TLS connection and give the goroutine back as soon as the socket is
-// empty, leaving the session to the poller.
+// it reads and writes like the net.Conn it wraps (blocking, with
+// deadlines). Once the session is bound it never waits: a read of an
+// empty socket returns errWouldBlock, so that the reader can leave the
+// session to the poller, and what a full socket does not take is kept
+// (out) and sent when the poller reports room, so that no goroutine ever
+// waits on a client that does not read. The sweeper closes a session
+// whose socket has taken none of them for WriteTimeout, and a write that
+// would keep more than maxBacklog bytes fails.
 //
 // It also follows the TLS record framing of the bytes it hands to
 // tls.Conn, which lets a reader skip the read that would only find the
@@ -46,7 +53,87 @@ type nbConn struct {
 	// last read from the socket left room in the buffer it filled.
 	records int
 	short   bool
+
+	// Bytes written but not yet taken by the socket, in order; nil when
+	// none. Guarded by the session's wmu. outSince is when the socket
+	// last took some, or refused the first (unix nanoseconds; 0 when out
+	// is empty), read by the sweeper.
+	out      *[]byte
+	outSince atomic.Int64
 }
+
+// maxBacklog bounds the bytes a session keeps for a socket that does not
+// take them (beyond what the kernel buffers): a client that stops reading
+// while stanzas keep coming for it is dropped rather than allowed to grow
+// the broker's memory.
+const maxBacklog = 256 << 10
+
+// errBacklog: a write would keep more than maxBacklog bytes waiting.
+var errBacklog = errors.New("xmpp: client not reading: write backlog full")
+
+// Write sends p, or, once bound, keeps what the socket does not take to
+// be sent by flush; it reports len(p) written either way.
+func (c *nbConn) Write(p []byte) (int, error) {
+	if !c.nonblock {
+		return c.Conn.Write(p)
+	}
+	if c.out != nil {
+		if len(*c.out)+len(p) > maxBacklog {
+			return 0, errBacklog
+		}
+		*c.out = append(*c.out, p...)
+		return len(p), nil
+	}
+	n, err := writeNonblock(c.rc, p)
+	if err != nil {
+		return n, err
+	}
+	if rest := p[n:]; len(rest) > 0 {
+		if len(rest) > maxBacklog {
+			return n, errBacklog
+		}
+		c.out = backlogBufs.Get().(*[]byte)
+		*c.out = append((*c.out)[:0], rest...)
+		c.outSince.Store(time.Now().UnixNano())
+	}
+	return len(p), nil
+}
+
+// flush sends what out holds, as much as the socket takes.
+func (c *nbConn) flush() error {
+	if c.out == nil {
+		return nil
+	}
+	b := *c.out
+	n, err := writeNonblock(c.rc, b)
+	if err != nil {
+		return err
+	}
+	if n < len(b) {
+		*c.out = b[:copy(b, b[n:])]
+		if n > 0 {
+			c.outSince.Store(time.Now().UnixNano())
+		}
+		return nil
+	}
+	if cap(b) <= 64<<10 {
+		*c.out = b[:0]
+		backlogBufs.Put(c.out)
+	}
+	c.out = nil
+	c.outSince.Store(0)
+	return nil
+}
+
+// stalledSince reports whether the socket has held back bytes since
+// before cutoff (unix nanoseconds).
+func (c *nbConn) stalledSince(cutoff int64) bool {
+	t := c.outSince.Load()
+	return t != 0 && t < cutoff
+}
+
+// backlogBufs hold the bytes sockets did not take.
+var backlogBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // recordHeaderLen is the length of a TLS record header: type, version,
 // length (RFC 8446 5.1, RFC 5246 6.2.1).

@@ -182,3 +182,87 @@ func TestDrained(t *testing.T) {
 		got += n
 	}
 }
+
+// TestWriteBacklog checks that a bound session's writes never wait: what
+// a socket whose peer does not read refuses is kept, in order, up to
+// maxBacklog, and sent by flush once the peer reads.
+func TestWriteBacklog(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	rc, err := raw.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &nbConn{Conn: raw, rc: rc, nonblock: true}
+
+	// Write numbered chunks until the socket refuses some.
+	chunk := make([]byte, 1000)
+	var sent int
+	start := time.Now()
+	for c.out == nil {
+		for i := range chunk {
+			chunk[i] = byte(sent + i)
+		}
+		n, err := c.Write(chunk)
+		if err != nil || n != len(chunk) {
+			t.Fatalf("write %d: %d, %v", sent, n, err)
+		}
+		sent += len(chunk)
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the socket never refused a write")
+		}
+	}
+	if !c.stalledSince(time.Now().Add(time.Second).UnixNano()) || c.stalledSince(start.Add(-time.Second).UnixNano()) {
+		t.Fatalf("stalled since %d, started %d", c.outSince.Load(), start.UnixNano())
+	}
+	// Fill the backlog to its bound: the write past it fails.
+	for len(*c.out)+len(chunk) <= maxBacklog {
+		for i := range chunk {
+			chunk[i] = byte(sent + i)
+		}
+		if _, err := c.Write(chunk); err != nil {
+			t.Fatalf("write within the bound: %v", err)
+		}
+		sent += len(chunk)
+	}
+	if _, err := c.Write(chunk); !errors.Is(err, errBacklog) {
+		t.Fatalf("write past the bound: %v, want errBacklog", err)
+	}
+
+	// The peer reads: flush sends the rest, and every byte arrives once,
+	// in order.
+	got := 0
+	buf := make([]byte, 64<<10)
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for got < sent {
+		n, err := peer.Read(buf)
+		for i := range n {
+			if buf[i] != byte(got+i) {
+				t.Fatalf("byte %d: %d, want %d", got+i, buf[i], byte(got+i))
+			}
+		}
+		got += n
+		if err != nil {
+			t.Fatalf("after %d of %d bytes: %v", got, sent, err)
+		}
+		if err := c.flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.out != nil || c.outSince.Load() != 0 {
+		t.Fatalf("backlog left after all was read: %d bytes", len(*c.out))
+	}
+}

@@ -109,11 +109,7 @@ func (b *Broker) connectionRequest(ctx context.Context, start time.Time, to, use
 	out = append(out, `</username><password>`...)
 	out = appendEscaped(out, password, false)
 	out = append(out, `</password></connectionRequest></iq>`...)
-	wd := start.Add(b.cfg.WriteTimeout)
-	if deadline.Before(wd) {
-		wd = deadline
-	}
-	err = s.write(out, wd)
+	err = s.write(out)
 	b.putWriteBuf(bp, out)
 	if err != nil {
 		if s.removeCall(c) {

@@ -111,9 +111,9 @@ func TestConnectionRequestContextAndBareJID(t *testing.T) {
 // A session that ends while a request waits reports Offline at once.
 func TestConnectionRequestSessionEnds(t *testing.T) {
 	tb := startBroker(t, nil)
-	var p *cpe
-	p = startCPE(t, tb, "leaver", "cwmp", func(element) string {
-		p.raw.Close()
+	started := make(chan *cpe, 1) // the CPE may be asked before startCPE returns
+	started <- startCPE(t, tb, "leaver", "cwmp", func(element) string {
+		(<-started).raw.Close()
 		return " "
 	})
 	if r := tb.ConnectionRequest(context.Background(), "leaver@xmpp.test/cwmp", "u", "p"); r.Outcome != Offline {

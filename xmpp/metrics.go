@@ -31,6 +31,9 @@ type metrics struct {
 	crOutcome  [nOutcomes]prometheus.Counter
 	crSeconds  prometheus.Histogram
 	timeouts   prometheus.Counter
+	// writeStalls: sessions closed because their socket took nothing
+	// for WriteTimeout.
+	writeStalls prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -95,11 +98,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "crrelay_xmpp_read_timeouts_total",
 		Help: "Sessions closed because nothing arrived within the read timeout.",
 	})
+	m.writeStalls = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "crrelay_xmpp_write_stalls_total",
+		Help: "Sessions closed because their socket took none of the bytes waiting for it within the write timeout.",
+	})
 	if reg == nil {
 		return m, nil
 	}
 	cs := []prometheus.Collector{sessions, m.accepted, m.refused, m.auth, m.stanzasIn, m.stanzasOut,
-		m.stanzaErrs, m.streamErrs, m.oversized, crs, m.crSeconds, m.timeouts}
+		m.stanzaErrs, m.streamErrs, m.oversized, crs, m.crSeconds, m.timeouts, m.writeStalls}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, c := range cs[:i] {

@@ -9,9 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// poller tells which idle sessions have bytes to read. It is one epoll
-// instance in which every bound session's socket is registered once,
-// edge-triggered: an event says new bytes arrived. A session is read by
+// poller tells which idle sessions have bytes to read, or room to write
+// what they hold back. It is one epoll instance in which every bound
+// session's socket is registered once, edge-triggered: an event says new
+// bytes arrived, or the socket took a write again after refusing one. A session is read by
 // one goroutine at a time (session.busy); an event for a session being
 // read only tells that reader to read again (session.again), so a
 // drained socket needs no system call to be watched again, and an idle
@@ -26,8 +27,21 @@ type poller struct {
 	fd int
 }
 
-// pollEvents: readable, or the peer shut its side; edge-triggered.
-const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+// pollEvents: readable, the peer shut its side, or writable again;
+// edge-triggered. A socket reports writable only after a write found it
+// full (or together with another event), so EPOLLOUT costs nothing while
+// writes go through.
+const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLOUT | unix.EPOLLET
+
+// readable and writable tell what an event reports; errors and hang-ups
+// count as both, so that the reader and the writer each hear of them.
+func readable(ev *pollEvent) bool {
+	return ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+}
+
+func writable(ev *pollEvent) bool {
+	return ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
+}
 
 func newPoller() (*poller, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -92,6 +106,20 @@ func (p *poller) wait(evs []pollEvent) (int, error) {
 	return n, nil
 }
 
+// poll fills evs with the events ready now, without waiting.
+func (p *poller) poll(evs []pollEvent) (int, error) {
+	for {
+		n, err := unix.EpollWait(p.fd, evs, 0)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+			continue
+		}
+		return 0, os.NewSyscallError("epoll_wait", err)
+	}
+}
+
 func (p *poller) close() error { return p.f.Close() }
 
 // readNonblock reads what the socket of c holds without waiting:
@@ -114,6 +142,30 @@ func readNonblock(c syscall.RawConn, p []byte) (int, error) {
 		return 0, errWouldBlock
 	case rerr != nil:
 		return 0, os.NewSyscallError("read", rerr)
+	}
+	return n, nil
+}
+
+// writeNonblock writes what the socket of c takes without waiting: n <
+// len(p) when it is full.
+func writeNonblock(c syscall.RawConn, p []byte) (int, error) {
+	var n int
+	var werr error
+	if err := c.Write(func(fd uintptr) bool {
+		for {
+			n, werr = unix.Write(int(fd), p)
+			if werr != unix.EINTR {
+				return true
+			}
+		}
+	}); err != nil {
+		return 0, err
+	}
+	switch {
+	case werr == unix.EAGAIN:
+		return 0, nil
+	case werr != nil:
+		return 0, os.NewSyscallError("write", werr)
 	}
 	return n, nil
 }

@@ -196,7 +196,7 @@ func (b *Broker) handleIQ(s *session, elem []byte, st *stanza) {
 	}
 	bp := b.getWriteBuf()
 	out := appendStamped((*bp)[:0], elem, &st.tag, s.full, "")
-	err := dst.write(out, now.Add(b.cfg.WriteTimeout))
+	err := dst.write(out)
 	b.putWriteBuf(bp, out)
 	if err != nil {
 		dst.removeFrom(st.id, s)
@@ -225,7 +225,7 @@ func (b *Broker) answer(s *session, elem []byte, st *stanza, now time.Time) {
 	}
 	bp := b.getWriteBuf()
 	out := appendStamped((*bp)[:0], elem, &st.tag, s.full, to)
-	_ = p.from.write(out, now.Add(b.cfg.WriteTimeout))
+	_ = p.from.write(out)
 	b.putWriteBuf(bp, out)
 }
 
@@ -283,7 +283,7 @@ func (b *Broker) serverIQ(s *session, st *stanza) {
 		out = append(out, payload...)
 		out = append(out, `</iq>`...)
 	}
-	_ = s.write(out, time.Now().Add(b.cfg.WriteTimeout))
+	_ = s.write(out)
 	b.putWriteBuf(bp, out)
 }
 
@@ -320,7 +320,7 @@ func (b *Broker) sendError(s *session, name, id, from, to, typ, cond string) {
 	out = append(out, ` xmlns="`+nsStanzaErr+`"/></error></`...)
 	out = append(out, name...)
 	out = append(out, '>')
-	_ = s.write(out, time.Now().Add(b.cfg.WriteTimeout))
+	_ = s.write(out)
 	b.putWriteBuf(bp, out)
 }
 

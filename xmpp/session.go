@@ -40,9 +40,6 @@ const maxPending = 64
 // answer before the answer is no longer routed back.
 const pendingTTL = time.Minute
 
-// closeWriteTimeout bounds the write of a closing </stream:stream>.
-const closeWriteTimeout = time.Second
-
 var errSessionClosed = errors.New("xmpp: session closed")
 
 // session is one bound client stream. Idle, it is this struct, its
@@ -72,12 +69,7 @@ type session struct {
 	state    atomic.Uint32
 	lastRead atomic.Int64 // unix nanoseconds of the last readiness
 
-	wmu sync.Mutex // serialises writes to tc
-	// wdl is the write deadline set on tc (unix nanoseconds; guarded by
-	// wmu). Setting one costs a lock and a timer update in the runtime,
-	// so a write keeps the one in force when it is only a little earlier
-	// than the write asks (see setWriteDeadline).
-	wdl int64
+	wmu sync.Mutex // serialises writes to tc, and nb's backlog
 
 	// Writes are combined: a stanza written while another write is in
 	// progress is queued, and the writer in progress sends the queue when
@@ -131,10 +123,10 @@ func (s *session) info(reason string, ended time.Time) SessionInfo {
 
 func (s *session) open() bool { return s.state.Load() == stateOpen }
 
-// write sends one or more complete stanzas. The deadline bounds the
-// write: a session that cannot take them by then is closed (its TLS
-// state is lost once a write times out).
-func (s *session) write(p []byte, deadline time.Time) error {
+// write sends one or more complete stanzas. It never waits for the
+// client: what its socket does not take waits in nbConn's backlog (see
+// nbConn), and a session whose backlog overflows is closed.
+func (s *session) write(p []byte) error {
 	s.qmu.Lock()
 	if s.writing {
 		if s.queued == nil {
@@ -155,9 +147,7 @@ func (s *session) write(p []byte, deadline time.Time) error {
 		s.wmu.Lock()
 		err := errSessionClosed
 		if s.open() {
-			if err = s.setWriteDeadline(deadline); err == nil {
-				_, err = s.tc.Write(buf)
-			}
+			_, err = s.tc.Write(buf)
 		}
 		s.wmu.Unlock()
 		if sent != nil {
@@ -188,21 +178,15 @@ func (s *session) write(p []byte, deadline time.Time) error {
 	}
 }
 
-// setWriteDeadline bounds the next writes by d, or by the deadline in
-// force if that one is not later than d and earlier by at most an eighth
-// of the time left until d: a busy session then updates its deadline
-// every WriteTimeout/8 or so rather than on every write, and no write is
-// given more time than it asked for, nor much less. The caller holds wmu.
-func (s *session) setWriteDeadline(d time.Time) error {
-	dl := d.UnixNano()
-	if s.wdl != 0 && s.wdl <= dl && (dl-s.wdl)*8 <= dl-time.Now().UnixNano() {
-		return nil
+// flush sends what the socket did not take before; the poller calls it
+// when the socket has room again.
+func (s *session) flush() {
+	s.wmu.Lock()
+	err := s.nb.flush()
+	s.wmu.Unlock()
+	if err != nil {
+		s.close("write-error", "")
 	}
-	if err := s.tc.SetWriteDeadline(d); err != nil {
-		return err
-	}
-	s.wdl = dl
-	return nil
 }
 
 // queueBufs hold the stanzas queued behind a write in progress.
@@ -251,9 +235,11 @@ func (s *session) teardown(pending []pendingIQ, cond streamError) {
 	} else {
 		b = append(b, "</stream:stream>"...)
 	}
+	// The closing tag goes if the socket takes it now; a client that
+	// does not read is not waited for.
 	s.wmu.Lock()
-	if err := s.setWriteDeadline(time.Now().Add(closeWriteTimeout)); err == nil {
-		_, _ = s.tc.Write(b)
+	if _, err := s.tc.Write(b); err == nil {
+		_ = s.nb.flush()
 	}
 	s.wmu.Unlock()
 	// Closing the socket rather than the tls.Conn: close_notify would
@@ -343,16 +329,30 @@ func (s *session) removeLocked(i int) {
 	}
 }
 
+// readTurn is how many reads a session gets before its poller turns to
+// the others: a client that keeps sending cannot hold up the sessions
+// that share its poller.
+const readTurn = 16
+
 // serviceRead drains the session's TLS connection, handles the stanzas,
-// and re-arms the poller. One worker at a time runs it.
-func (s *session) serviceRead() {
+// and re-arms the poller. One goroutine at a time runs it. It reports
+// more when it stopped at the end of the session's turn, with bytes
+// possibly left to read: the caller reads again later.
+func (s *session) serviceRead() (more bool) {
 	b := s.b
 	s.rmu.Lock()
 	bp := b.readBufs.Get().(*[]byte)
 	buf := append((*bp)[:0], s.partial...)
 	s.partial = nil
-	for {
+	for reads := 0; ; reads++ {
 		if !s.frame(&buf) {
+			break
+		}
+		if reads == readTurn {
+			more = true
+			if len(buf) > 0 {
+				s.partial = append([]byte(nil), buf...)
+			}
 			break
 		}
 		room := cap(buf) - len(buf)
@@ -375,7 +375,7 @@ func (s *session) serviceRead() {
 			b.readBufs.Put(bp)
 			s.rmu.Unlock()
 			s.arm()
-			return
+			return false
 		}
 		if s.open() {
 			s.close("eof", "")
@@ -385,6 +385,7 @@ func (s *session) serviceRead() {
 	*bp = buf[:0]
 	b.readBufs.Put(bp)
 	s.rmu.Unlock()
+	return more
 }
 
 // frame handles the complete units at the start of *buf and moves the
@@ -437,7 +438,7 @@ func (s *session) arm() {
 	if !first {
 		return // registered for good: edges keep coming
 	}
-	if err := s.b.poll.arm(s.nb.rc, uint64(s.slot)|uint64(s.gen)<<32); err != nil {
+	if err := s.b.pollerOf(s).arm(s.nb.rc, uint64(s.slot)|uint64(s.gen)<<32); err != nil {
 		s.close("error", "")
 	}
 }
@@ -445,13 +446,17 @@ func (s *session) arm() {
 // drive reads s until it is drained, and again as long as the poller
 // reported new bytes meanwhile. The caller has set s.busy; drive clears
 // it, unless another event claims the session back for this goroutine.
-func (s *session) drive() {
+// If s's turn ends first, drive reports more and leaves s claimed: the
+// caller must drive it again.
+func (s *session) drive() (more bool) {
 	for {
 		s.again.Store(false)
-		s.serviceRead()
+		if s.serviceRead() {
+			return true
+		}
 		s.busy.Store(false)
 		if !s.again.Load() || !s.busy.CompareAndSwap(false, true) {
-			return
+			return false
 		}
 	}
 }
