@@ -2,9 +2,11 @@ package sim
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -408,126 +410,323 @@ func scanStartTag(b []byte) (n int, selfClosing bool, err error) {
 // parseStreamHeader parses the stream header's start tag (RFC 6120
 // 4.7) and returns the namespace scope it declares.
 func parseStreamHeader(raw []byte) (*nsScope, error) {
-	p := xmlParser{b: raw}
-	e, _, err := p.startTag(nil)
+	var declBuf [4]nsDecl
+	p := xmlParser{b: raw, s: string(raw)}
+	p.allocArenas()
+	e, decls, _, err := p.startTag(declBuf[:0])
 	if err != nil {
 		return nil, err
 	}
 	if e.local != "stream" || e.space != nsStream {
 		return nil, errXMLSyntax
 	}
-	return p.scope, nil
+	// The scope lasts as long as the stream: the prefixes and namespaces
+	// it knows are interned, so that it need not keep the header's bytes.
+	var scope *nsScope
+	for _, d := range decls {
+		scope = &nsScope{prefix: d.prefix, space: d.space, parent: scope}
+	}
+	return scope, nil
 }
 
 // parseElement parses one complete element within scope.
+//
+// The tree shares nothing with raw, which the stream reader reuses, yet
+// a parse allocates only a few blocks (the load bench's CPEs parse a
+// connection request per wake): one string copy of raw, which every name,
+// and every value and text without references, is a slice of; the values
+// and texts unescaped or joined, if any, in one strings.Builder; and
+// arenas for the elements and their children, and for the attributes,
+// sized from raw (allocArenas). Whatever keeps a string or an element of
+// the tree keeps all of that alive.
 func parseElement(raw []byte, scope *nsScope) (*element, error) {
-	p := xmlParser{b: raw}
-	e, err := p.element(scope, 0)
-	if err != nil {
-		return nil, err
+	// Parsing state that lives only as long as the parse, on the stack
+	// unless a stanza nests or declares unusually much. It is kept out
+	// of xmlParser: escape analysis does not tell one field from
+	// another, and the parser's arenas end up in the tree.
+	var (
+		declBuf [8]nsDecl
+		openBuf [8]openElement
+		kidBuf  [16]*element
+	)
+	decls, open, kids := declBuf[:0], openBuf[:0], kidBuf[:0]
+	p := xmlParser{b: raw, s: string(raw), outer: scope}
+	p.allocArenas()
+	var root *element
+	for root == nil {
+		// At a start tag, of the root or of a child of open's last.
+		if len(open) >= maxDepth {
+			return nil, errXMLDepth
+		}
+		nd := len(decls)
+		e, d, empty, err := p.startTag(decls)
+		if err != nil {
+			return nil, err
+		}
+		decls = d
+		switch {
+		case !empty:
+			open = append(open, openElement{e: e, decls: nd, kids: len(kids), textEnd: -1})
+		case len(open) == 0:
+			return p.end(e)
+		default:
+			decls = decls[:nd]
+			kids = append(kids, e)
+		}
+	content:
+		for {
+			o := &open[len(open)-1]
+			rest := p.b[p.i:]
+			j := bytes.IndexByte(rest, '<')
+			if j < 0 {
+				return nil, errXMLSyntax
+			}
+			if j > 0 {
+				if err := p.addText(o, p.i, p.i+j, false); err != nil {
+					return nil, err
+				}
+			}
+			p.i += j
+			rest = rest[j:]
+			var next byte // what follows '<'
+			if len(rest) > 1 {
+				next = rest[1]
+			}
+			switch {
+			case next == '/':
+				e := o.e
+				k := endTag(rest, e.prefix, e.local)
+				if k < 0 {
+					return nil, errXMLSyntax
+				}
+				p.i += k + 1
+				e.text = o.text
+				if len(kids) > o.kids {
+					if p.kids == nil {
+						p.kids = make([]*element, 0, max(p.n-1, len(kids)-o.kids))
+					}
+					n := len(p.kids)
+					p.kids = append(p.kids, kids[o.kids:]...)
+					e.children = p.kids[n:len(p.kids):len(p.kids)]
+				}
+				kids, decls, open = kids[:o.kids], decls[:o.decls], open[:len(open)-1]
+				if len(open) == 0 {
+					root = e
+					break content
+				}
+				kids = append(kids, e)
+			case next == '!' && bytes.HasPrefix(rest, []byte("<![CDATA[")):
+				k := bytes.Index(rest[9:], []byte("]]>"))
+				if k < 0 {
+					return nil, errXMLSyntax
+				}
+				if err := p.addText(o, p.i+9, p.i+9+k, true); err != nil {
+					return nil, err
+				}
+				p.i += 9 + k + 3
+			case next == '!' || next == '?':
+				return nil, errXMLForbid
+			default:
+				break content // a child's start tag
+			}
+		}
 	}
+	return p.end(root)
+}
+
+// xmlParser parses one element from b, copying what it keeps out of b
+// into s (b as a string) and esc, and its elements, attributes and
+// children into arenas.
+type xmlParser struct {
+	b     []byte
+	s     string // string(b): names, and values and texts without references, are slices of it
+	i     int
+	outer *nsScope        // the scope the element is parsed in
+	esc   strings.Builder // values and texts that are not slices of s
+
+	n     int // how many elements allocArenas expects
+	elems []element
+	attrs []xmlAttr
+	kids  []*element
+}
+
+// nsDecl is a namespace declaration of an element being parsed: the
+// declarations of the open elements, outermost first, extend outer.
+type nsDecl struct{ prefix, space string }
+
+// openElement is an element whose end tag is still to come.
+type openElement struct {
+	e       *element
+	decls   int    // len(decls) before its own declarations
+	kids    int    // where its children start on the stack of children
+	text    string // its character data so far
+	textEnd int    // esc.Len() just after text when text is the tail of esc, else -1
+}
+
+// end checks that the root element e ended b.
+func (p *xmlParser) end(e *element) (*element, error) {
 	if p.i != len(p.b) {
 		return nil, errXMLSyntax
 	}
 	return e, nil
 }
 
-// xmlParser parses one element from b.
-type xmlParser struct {
-	b     []byte
-	i     int
-	scope *nsScope // of the last start tag parsed
+// allocArenas sizes the arenas for the elements of b. In well-formed XML
+// only markup and CDATA sections hold '<', and an element has a start and
+// an end tag, or only a start tag when it is empty: so a stanza with
+// count '<' has about count/2 elements, exactly (count+1)/2 when at most
+// one is written empty, as the root of an IQ result, and no CDATA section
+// holds '<'. In a large stanza, where CDATA could make that overshoot by
+// much, the start tags are counted instead. An arena that turns out too
+// small grows, keeping the slices already taken from it; those of a
+// large stanza start small, so that bytes that are not XML cost little.
+func (p *xmlParser) allocArenas() {
+	b := p.b
+	n := bytes.Count(b, []byte("<"))
+	if n <= 64 {
+		n = (n + 1) / 2
+	} else {
+		n = countStartTags(b)
+	}
+	p.n = n
+	// Elements and children together, for the stanzas a client mostly
+	// parses: connection requests, pings and their answers.
+	switch n {
+	case 0:
+	case 1:
+		p.elems = make([]element, 0, 1)
+	case 2:
+		t := new(struct {
+			e [2]element
+			k [1]*element
+		})
+		p.elems, p.kids = t.e[:0], t.k[:0]
+	case 3:
+		t := new(struct {
+			e [3]element
+			k [2]*element
+		})
+		p.elems, p.kids = t.e[:0], t.k[:0]
+	case 4:
+		t := new(struct {
+			e [4]element
+			k [3]*element
+		})
+		p.elems, p.kids = t.e[:0], t.k[:0]
+	default:
+		p.elems = make([]element, 0, min(n, 16))
+	}
 }
 
-func (p *xmlParser) element(parent *nsScope, depth int) (*element, error) {
-	if depth >= maxDepth {
-		return nil, errXMLDepth
-	}
-	e, empty, err := p.startTag(parent)
-	if err != nil || empty {
-		return e, err
-	}
-	scope := p.scope
-	var text []byte
-	for {
-		j := bytes.IndexByte(p.b[p.i:], '<')
-		if j < 0 {
-			return nil, errXMLSyntax
+// countStartTags counts the start tags in b, skipping CDATA sections.
+func countStartTags(b []byte) int {
+	n := 0
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '<')
+		if j < 0 || i+j+1 >= len(b) {
+			break
 		}
-		if j > 0 {
-			if text, err = appendUnescaped(text, p.b[p.i:p.i+j]); err != nil {
-				return nil, err
+		i += j + 1
+		switch b[i] {
+		case '/':
+		case '!':
+			if bytes.HasPrefix(b[i:], []byte("![CDATA[")) {
+				if k := bytes.Index(b[i+8:], []byte("]]>")); k >= 0 {
+					i += 8 + k
+				}
 			}
-		}
-		p.i += j
-		switch {
-		case bytes.HasPrefix(p.b[p.i:], []byte("</")):
-			k := bytes.IndexByte(p.b[p.i:], '>')
-			if k < 0 {
-				return nil, errXMLSyntax
-			}
-			name := string(bytes.TrimRight(p.b[p.i+2:p.i+k], " \t\r\n"))
-			if name != qualified(e.prefix, e.local) {
-				return nil, errXMLSyntax
-			}
-			p.i += k + 1
-			e.text = string(text)
-			return e, nil
-		case bytes.HasPrefix(p.b[p.i:], []byte("<![CDATA[")):
-			k := bytes.Index(p.b[p.i+9:], []byte("]]>"))
-			if k < 0 {
-				return nil, errXMLSyntax
-			}
-			text = append(text, p.b[p.i+9:p.i+9+k]...)
-			p.i += 9 + k + 3
-		case bytes.HasPrefix(p.b[p.i:], []byte("<!")), bytes.HasPrefix(p.b[p.i:], []byte("<?")):
-			return nil, errXMLForbid
 		default:
-			c, err := p.element(scope, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			e.children = append(e.children, c)
+			n++
 		}
 	}
+	return n
 }
 
-func qualified(prefix, local string) string {
-	if prefix == "" {
-		return local
+// newElement takes an element from the arena, at the start tag at p.i.
+func (p *xmlParser) newElement() *element {
+	if len(p.elems) == cap(p.elems) {
+		p.elems = make([]element, 0, max(1, countStartTags(p.b[p.i:])))
 	}
-	return prefix + ":" + local
+	p.elems = p.elems[:len(p.elems)+1]
+	return &p.elems[len(p.elems)-1]
 }
 
-// startTag parses the start tag at p.i, declares its namespaces on top of
-// parent into p.scope, and resolves its name. empty is true for a
+// lookup resolves prefix in decls on top of p.outer.
+func (p *xmlParser) lookup(decls []nsDecl, prefix string) (string, bool) {
+	switch prefix {
+	case "xml":
+		return nsXML, true
+	case "xmlns":
+		return "", false
+	}
+	for i := len(decls) - 1; i >= 0; i-- {
+		if decls[i].prefix == prefix {
+			return decls[i].space, true
+		}
+	}
+	return p.outer.lookup(prefix)
+}
+
+// endTag returns the index of the '>' ending the end tag at the start of
+// b, "</" prefix:local or local when prefix is empty, and optional space;
+// or -1 when b holds no '>', or another name.
+func endTag(b []byte, prefix, local string) int {
+	n := len(local)
+	if prefix != "" {
+		n += len(prefix) + 1
+	}
+	// Names hold no '>', so a match followed by '>' is the whole tag.
+	if len(b) > 2+n && b[2+n] == '>' && isQualified(b[2:2+n], prefix, local) {
+		return 2 + n
+	}
+	k := bytes.IndexByte(b, '>')
+	if k < 0 {
+		return -1
+	}
+	name := b[2:k]
+	for len(name) > 0 && isSpace(name[len(name)-1]) {
+		name = name[:len(name)-1]
+	}
+	if !isQualified(name, prefix, local) {
+		return -1
+	}
+	return k
+}
+
+// isQualified reports whether name is prefix:local, or local when prefix
+// is empty, without building the string.
+func isQualified(name []byte, prefix, local string) bool {
+	if prefix == "" {
+		return string(name) == local
+	}
+	return len(name) == len(prefix)+1+len(local) && name[len(prefix)] == ':' &&
+		string(name[:len(prefix)]) == prefix && string(name[len(prefix)+1:]) == local
+}
+
+// startTag parses the start tag at p.i, appends the namespaces it
+// declares to decls, and resolves its name. empty is true for a
 // self-closing tag.
-func (p *xmlParser) startTag(parent *nsScope) (e *element, empty bool, err error) {
+func (p *xmlParser) startTag(decls []nsDecl) (e *element, _ []nsDecl, empty bool, err error) {
 	b := p.b
 	if p.i >= len(b) || b[p.i] != '<' {
-		return nil, false, errXMLSyntax
+		return nil, nil, false, errXMLSyntax
 	}
-	i := p.i + 1
-	start := i
-	for i < len(b) && !isSpace(b[i]) && b[i] != '>' && b[i] != '/' {
-		i++
+	start := p.i + 1
+	i, name, ok := p.scanName(start, false)
+	if i == start || i >= len(b) || !ok {
+		return nil, nil, false, errXMLSyntax
 	}
-	if i == start || i >= len(b) {
-		return nil, false, errXMLSyntax
-	}
-	name := splitName(string(b[start:i]))
-	if !validXMLName(name) {
-		return nil, false, errXMLSyntax
-	}
-	e = &element{prefix: name.prefix, local: name.local}
-	scope := parent
+	e = p.newElement()
+	e.prefix, e.local = name.prefix, name.local
+	first := len(p.attrs)
+	prefixed := false // an attribute's prefix to resolve
 	for {
 		sp := i
 		for i < len(b) && isSpace(b[i]) {
 			i++
 		}
 		if i >= len(b) {
-			return nil, false, errXMLSyntax
+			return nil, nil, false, errXMLSyntax
 		}
 		if b[i] == '>' {
 			i++
@@ -535,81 +734,90 @@ func (p *xmlParser) startTag(parent *nsScope) (e *element, empty bool, err error
 		}
 		if b[i] == '/' {
 			if i+1 >= len(b) || b[i+1] != '>' {
-				return nil, false, errXMLSyntax
+				return nil, nil, false, errXMLSyntax
 			}
 			i += 2
 			empty = true
 			break
 		}
 		if sp == i {
-			return nil, false, errXMLSyntax // attributes must be separated by space
+			return nil, nil, false, errXMLSyntax // attributes must be separated by space
 		}
 		as := i
-		for i < len(b) && b[i] != '=' && !isSpace(b[i]) && b[i] != '>' && b[i] != '/' {
-			i++
-		}
-		aname := string(b[as:i])
+		var an xmlName
+		var aok bool
+		i, an, aok = p.scanName(as, true)
+		aname := p.s[as:i]
 		for i < len(b) && isSpace(b[i]) {
 			i++
 		}
 		if aname == "" || i >= len(b) || b[i] != '=' {
-			return nil, false, errXMLSyntax
+			return nil, nil, false, errXMLSyntax
 		}
 		i++
 		for i < len(b) && isSpace(b[i]) {
 			i++
 		}
 		if i >= len(b) || (b[i] != '"' && b[i] != '\'') {
-			return nil, false, errXMLSyntax
+			return nil, nil, false, errXMLSyntax
 		}
-		q := b[i]
-		k := bytes.IndexByte(b[i+1:], q)
+		k := bytes.IndexByte(b[i+1:], b[i])
 		if k < 0 {
-			return nil, false, errXMLSyntax
+			return nil, nil, false, errXMLSyntax
 		}
-		raw := b[i+1 : i+1+k]
-		if bytes.IndexByte(raw, '<') >= 0 {
-			return nil, false, errXMLSyntax
+		cls := classes(b[i+1 : i+1+k])
+		if cls&clsLT != 0 && bytes.IndexByte(b[i+1:i+1+k], '<') >= 0 {
+			return nil, nil, false, errXMLSyntax
 		}
-		v, err := appendUnescaped(nil, raw)
+		v, err := p.unescaped(i+1, i+1+k, cls)
 		if err != nil {
-			return nil, false, err
+			return nil, nil, false, err
 		}
 		i += k + 2
-		for _, a := range e.attrs {
+		for _, a := range p.attrs[first:] {
 			if a.name == aname {
-				return nil, false, errXMLSyntax // a repeated attribute
+				return nil, nil, false, errXMLSyntax // a repeated attribute
 			}
 		}
-		an := splitName(aname)
-		if !validXMLName(an) {
-			return nil, false, errXMLSyntax
+		if !aok {
+			return nil, nil, false, errXMLSyntax
 		}
-		e.attrs = append(e.attrs, xmlAttr{aname, string(v)})
+		if p.attrs == nil {
+			// An attribute takes an '=', but text may hold many.
+			p.attrs = make([]xmlAttr, 0, min(bytes.Count(b[as:], []byte("=")), 8*max(p.n, 1)))
+		}
+		p.attrs = append(p.attrs, xmlAttr{aname, v})
 		switch {
 		case aname == xmlnsAttr:
-			scope = &nsScope{prefix: "", space: string(v), parent: scope}
+			decls = append(decls, nsDecl{"", intern(v)})
 		case an.prefix == xmlnsAttr:
-			if len(v) == 0 {
-				return nil, false, errXMLPrefix // undeclaring a prefix is XML 1.1
+			if v == "" {
+				return nil, nil, false, errXMLPrefix // undeclaring a prefix is XML 1.1
 			}
-			scope = &nsScope{prefix: an.local, space: string(v), parent: scope}
+			decls = append(decls, nsDecl{intern(an.local), intern(v)})
+		case an.prefix != "":
+			prefixed = true
 		}
 	}
-	for _, a := range e.attrs {
-		if an := splitName(a.name); an.prefix != "" && an.prefix != xmlnsAttr {
-			if _, ok := scope.lookup(an.prefix); !ok {
-				return nil, false, errXMLPrefix
+	if n := len(p.attrs); n > first {
+		e.attrs = p.attrs[first:n:n] // full: appending to it cannot overwrite the next element's
+	}
+	if prefixed {
+		for _, a := range e.attrs {
+			if an := splitName(a.name); an.prefix != "" && an.prefix != xmlnsAttr {
+				if _, ok := p.lookup(decls, an.prefix); !ok {
+					return nil, nil, false, errXMLPrefix
+				}
 			}
 		}
 	}
-	space, ok := scope.lookup(e.prefix)
+	space, ok := p.lookup(decls, e.prefix)
 	if !ok {
-		return nil, false, errXMLPrefix
+		return nil, nil, false, errXMLPrefix
 	}
 	e.space = space
-	p.i, p.scope = i, scope
-	return e, empty, nil
+	p.i = i
+	return e, decls, empty, nil
 }
 
 // validXMLName is a loose check of an XML name: no empty parts, at most
@@ -639,56 +847,247 @@ func validNameChars(s string) bool {
 	return utf8.ValidString(s)
 }
 
-// appendUnescaped appends s with its references replaced: the five
+// Byte classes, for scanning names, attribute values and text.
+const (
+	clsName  = 1 << iota // ASCII letters, digits, '-', '_' and '.'
+	clsLT                // '<'
+	clsAmp               // '&'
+	clsGT                // '>'
+	clsQuote             // '"' and '\''
+	clsHigh              // not ASCII
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+			t[c] = clsName
+		case c >= 0x80:
+			t[c] = clsHigh
+		}
+	}
+	t['<'], t['&'], t['>'], t['"'], t['\''] = clsLT, clsAmp, clsGT, clsQuote, clsQuote
+	return t
+}()
+
+// scanName scans the name that starts at b[i] up to where it ends: a
+// space, '>', '/', '=' too for an attribute, or the end of b. It splits
+// it as splitName does, and ok is validXMLName's verdict, found without
+// a second pass for a name of name characters with at most one colon.
+func (p *xmlParser) scanName(i int, attr bool) (end int, n xmlName, ok bool) {
+	b := p.b
+	start, colon, simple := i, -1, true
+	for ; i < len(b); i++ {
+		c := b[i]
+		if byteClass[c] == clsName {
+			continue
+		}
+		if c == ':' {
+			if colon >= 0 {
+				simple = false // a second colon
+			} else {
+				colon = i
+			}
+			continue
+		}
+		if isSpace(c) || c == '>' || c == '/' || (attr && c == '=') {
+			break
+		}
+		simple = false
+	}
+	s := p.s[start:i]
+	if !simple {
+		n = splitName(s)
+		return i, n, validXMLName(n)
+	}
+	if colon < 0 {
+		return i, xmlName{"", s}, s != "" && nameStart(s[0])
+	}
+	n = xmlName{p.s[start:colon], p.s[colon+1 : i]}
+	return i, n, n.local != "" && nameStart(n.local[0]) && (n.prefix == "" || nameStart(n.prefix[0]))
+}
+
+// nameStart reports whether the name character c may start a name part
+// (validNameChars).
+func nameStart(c byte) bool { return !(c >= '0' && c <= '9') && c != '-' && c != '.' }
+
+// classes returns which of clsAmp, clsLT, clsGT and clsHigh t's bytes
+// are of: clsAmp exactly; clsLT and clsGT together when t holds '<' or
+// '>', which are one bit apart; clsHigh when t holds a byte over 0x7f. It
+// reads eight bytes at a time.
+func classes(t []byte) uint8 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	// hasZero is nonzero when a byte of x is 0 (Hacker's Delight 6-1).
+	hasZero := func(x uint64) uint64 { return (x - ones) &^ x & highs }
+	var amp, angle, high uint64
+	for ; len(t) >= 8; t = t[8:] {
+		x := binary.LittleEndian.Uint64(t)
+		high |= x
+		amp |= hasZero(x ^ ones*'&')
+		angle |= hasZero((x | ones*2) ^ ones*'>') // '<' is '>' less 2
+	}
+	var cls uint8
+	for _, c := range t {
+		cls |= byteClass[c]
+	}
+	cls &= clsAmp | clsLT | clsGT | clsHigh
+	if cls&(clsLT|clsGT) != 0 || angle != 0 {
+		cls |= clsLT | clsGT
+	}
+	if amp != 0 {
+		cls |= clsAmp
+	}
+	if high&highs != 0 {
+		cls |= clsHigh
+	}
+	return cls
+}
+
+// intern returns the package's constant for a namespace or prefix it
+// knows, so that what keeps a declaration does not keep the stanza.
+func intern(s string) string {
+	switch s {
+	case "":
+		return ""
+	case "stream":
+		return "stream"
+	case nsClient:
+		return nsClient
+	case nsStream:
+		return nsStream
+	case nsTLS:
+		return nsTLS
+	case nsSASL:
+		return nsSASL
+	case nsBind:
+		return nsBind
+	case nsSession:
+		return nsSession
+	case nsStanzas:
+		return nsStanzas
+	case nsStreams:
+		return nsStreams
+	case nsPing:
+		return nsPing
+	case nsConnReq:
+		return nsConnReq
+	}
+	return s
+}
+
+// unescaped returns b[from:to], whose bytes are of the classes cls,
+// with its references replaced as writeUnescaped does: a slice of s when
+// it holds none, else of esc.
+func (p *xmlParser) unescaped(from, to int, cls uint8) (string, error) {
+	t := p.b[from:to]
+	if cls&clsAmp == 0 {
+		// What writeUnescaped checks of text without references.
+		if (cls&clsHigh != 0 && !utf8.Valid(t)) || (cls&clsGT != 0 && bytes.Contains(t, []byte("]]>"))) {
+			return "", errXMLSyntax
+		}
+		return p.s[from:to], nil
+	}
+	p.growEsc(from)
+	n := p.esc.Len()
+	if err := writeUnescaped(&p.esc, t); err != nil {
+		return "", err
+	}
+	return p.esc.String()[n:], nil
+}
+
+// addText adds b[from:to] to o's character data: unescaped, or as it is
+// for a CDATA section. Text split by children (or by CDATA and
+// references) is joined in esc.
+func (p *xmlParser) addText(o *openElement, from, to int, cdata bool) error {
+	if o.text == "" {
+		if cdata {
+			o.text, o.textEnd = p.s[from:to], -1
+			return nil
+		}
+		n := p.esc.Len()
+		v, err := p.unescaped(from, to, classes(p.b[from:to]))
+		if err != nil {
+			return err
+		}
+		o.text, o.textEnd = v, -1
+		if p.esc.Len() != n {
+			o.textEnd = p.esc.Len() // v is the tail of esc
+		}
+		return nil
+	}
+	p.growEsc(from)
+	if o.textEnd != p.esc.Len() {
+		p.esc.WriteString(o.text) // something was written after it
+	}
+	n := p.esc.Len() - len(o.text)
+	if cdata {
+		p.esc.Write(p.b[from:to])
+	} else if err := writeUnescaped(&p.esc, p.b[from:to]); err != nil {
+		return err
+	}
+	o.text, o.textEnd = p.esc.String()[n:], p.esc.Len()
+	return nil
+}
+
+// growEsc makes room in esc, on its first use, for what is left of b
+// from from on: unescaping only shrinks text.
+func (p *xmlParser) growEsc(from int) {
+	if p.esc.Cap() == 0 {
+		p.esc.Grow(len(p.b) - from)
+	}
+}
+
+// writeUnescaped writes s with its references replaced: the five
 // predefined entities and character references (RFC 6120 11.1 allows no
 // others). Text must be valid UTF-8.
-func appendUnescaped(dst, s []byte) ([]byte, error) {
+func writeUnescaped(dst *strings.Builder, s []byte) error {
 	if !utf8.Valid(s) {
-		return nil, errXMLSyntax
+		return errXMLSyntax
 	}
 	for {
 		i := bytes.IndexByte(s, '&')
 		if i < 0 {
 			if bytes.IndexByte(s, '>') >= 0 && bytes.Contains(s, []byte("]]>")) {
-				return nil, errXMLSyntax
+				return errXMLSyntax
 			}
-			return append(dst, s...), nil
+			dst.Write(s)
+			return nil
 		}
-		dst = append(dst, s[:i]...)
+		dst.Write(s[:i])
 		s = s[i:]
 		j := bytes.IndexByte(s, ';')
 		if j < 0 {
-			return nil, errXMLSyntax
+			return errXMLSyntax
 		}
 		ref := s[1:j]
 		s = s[j+1:]
 		switch string(ref) {
 		case "lt":
-			dst = append(dst, '<')
+			dst.WriteByte('<')
 		case "gt":
-			dst = append(dst, '>')
+			dst.WriteByte('>')
 		case "amp":
-			dst = append(dst, '&')
+			dst.WriteByte('&')
 		case "apos":
-			dst = append(dst, '\'')
+			dst.WriteByte('\'')
 		case "quot":
-			dst = append(dst, '"')
+			dst.WriteByte('"')
 		default:
 			if len(ref) < 2 || ref[0] != '#' {
-				return nil, errXMLForbid
+				return errXMLForbid
 			}
 			base, digits := 10, ref[1:]
 			if digits[0] == 'x' {
 				base, digits = 16, digits[1:]
 			}
 			if len(digits) == 0 || len(digits) > 8 || digits[0] == '-' || digits[0] == '+' {
-				return nil, errXMLSyntax
+				return errXMLSyntax
 			}
 			r, err := strconv.ParseUint(string(digits), base, 32)
 			if err != nil || !validXMLChar(rune(r)) {
-				return nil, errXMLSyntax
+				return errXMLSyntax
 			}
-			dst = utf8.AppendRune(dst, rune(r))
+			dst.WriteRune(rune(r))
 		}
 	}
 }
