@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/crrelay/crrelay/internal/nbio"
 	"github.com/crrelay/crrelay/internal/scramcred"
 )
 
@@ -34,7 +35,7 @@ type Broker struct {
 	idBase  string   // prefix of the relay's IQ ids
 	idSeq   atomic.Uint64
 
-	polls    []*poller // a bound session belongs to polls[slot%len]
+	polls    []*nbio.Poller // a bound session belongs to polls[slot%len]
 	readBufs sync.Pool
 	done     chan struct{} // closed by Close
 
@@ -109,10 +110,13 @@ func New(cfg Config) (*Broker, error) {
 	// one goroutine, with no hand-over between goroutines per stanza
 	// (writes never wait, see nbConn, so a poller never blocks).
 	for range max(1, runtime.GOMAXPROCS(0)) {
-		p, err := newPoller()
+		p, err := nbio.NewPoller()
 		if err != nil {
 			for _, p := range b.polls {
-				p.close()
+				p.Close()
+			}
+			if errors.Is(err, nbio.ErrUnsupported) {
+				err = ErrXmppUnsupported
 			}
 			return nil, err
 		}
@@ -253,7 +257,7 @@ func (b *Broker) Close() error {
 	}
 	b.closeSessions(func(*session) bool { return true })
 	for _, p := range b.polls {
-		p.close()
+		p.Close()
 	}
 
 	b.spawnMu.Lock()
@@ -412,7 +416,7 @@ func (b *Broker) negotiate(ctx context.Context, l *listener, c net.Conn, rc sysc
 	}
 	// The client may have sent stanzas already: read them, then arm.
 	s.busy.Store(true)
-	for s.drive() {
+	for s.drive(nil) {
 	}
 }
 
@@ -576,19 +580,20 @@ func (b *Broker) lookup(a address, k kind) *session {
 }
 
 // pollLoop hands readable sessions to workers.
-func (b *Broker) pollLoop(p *poller) {
+func (b *Broker) pollLoop(p *nbio.Poller) {
 	defer b.wg.Done()
-	evs := make([]pollEvent, 256)
+	evs := make([]nbio.Event, 256)
 	// Sessions whose turn ended with bytes possibly left (still claimed):
 	// read again after the events at hand, before waiting for more.
 	var turn, next []*session
+	var r round
 	for {
 		var n int
 		var err error
 		if len(turn) > 0 {
-			n, err = p.poll(evs)
+			n, err = p.Poll(evs)
 		} else {
-			n, err = p.wait(evs)
+			n, err = p.Wait(evs)
 		}
 		if err != nil {
 			if !b.isClosed() {
@@ -599,7 +604,7 @@ func (b *Broker) pollLoop(p *poller) {
 		now := time.Now().UnixNano()
 		for i := range evs[:n] {
 			ev := &evs[i]
-			key := eventKey(ev)
+			key := nbio.Key(ev)
 			slot, gen := uint32(key), uint32(key>>32)
 			b.mu.RLock()
 			var s *session
@@ -610,29 +615,34 @@ func (b *Broker) pollLoop(p *poller) {
 			if s == nil {
 				continue
 			}
-			if writable(ev) && s.nb.outSince.Load() != 0 {
+			if nbio.Writable(ev) && s.nb.outSince.Load() != 0 {
 				s.flush()
 			}
-			if !readable(ev) {
+			if !nbio.Readable(ev) {
 				continue
 			}
 			s.lastRead.Store(now)
-			if s.claim() && s.drive() {
+			if s.claim() && s.drive(&r) {
 				next = append(next, s)
 			}
 		}
 		for _, s := range turn {
-			if s.drive() {
+			if s.drive(&r) {
 				next = append(next, s)
 			}
 		}
 		clear(turn)
 		turn, next = next, turn[:0]
+		for _, s := range r.queued {
+			s.writeQueued()
+		}
+		clear(r.queued)
+		r.queued = r.queued[:0]
 	}
 }
 
 // pollerOf returns the poller s belongs to.
-func (b *Broker) pollerOf(s *session) *poller { return b.polls[int(s.slot)%len(b.polls)] }
+func (b *Broker) pollerOf(s *session) *nbio.Poller { return b.polls[int(s.slot)%len(b.polls)] }
 
 // sweep closes sessions that sent nothing within the read timeout (RFC
 // 6120 4.6.1: dead connections are found by the lack of traffic, not by

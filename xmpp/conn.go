@@ -8,21 +8,13 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/crrelay/crrelay/internal/nbio"
 )
 
-// wouldBlockError is what nbConn.Read returns, in non-blocking mode, when
-// the socket is empty. It is a net.Error that reports itself temporary:
-// crypto/tls keeps a partly read record buffered and leaves the
-// connection usable after a temporary read error (it poisons it only for
-// other errors), so the next Read, once the socket is readable again,
-// carries on where this one stopped.
-type wouldBlockError struct{}
-
-func (wouldBlockError) Error() string   { return "xmpp: read would block" }
-func (wouldBlockError) Timeout() bool   { return false }
-func (wouldBlockError) Temporary() bool { return true }
-
-var errWouldBlock net.Error = wouldBlockError{}
+// errWouldBlock is what nbConn.Read returns, in non-blocking mode, when
+// the socket is empty.
+var errWouldBlock = nbio.ErrWouldBlock
 
 // nbConn is the connection under a session's tls.Conn. During negotiation
 // it reads and writes like the net.Conn it wraps (blocking, with
@@ -43,15 +35,9 @@ type nbConn struct {
 	pre      []byte // bytes read before TLS started, to be read first
 	nonblock bool
 
-	// TLS records in the bytes read so far: hdr holds the first hdrN
-	// bytes of a record header, body counts the bytes left of the record
-	// whose header was read.
-	hdr  [recordHeaderLen]byte
-	hdrN int
-	body int
-	// Since startRead: records whose last byte was read, and whether the
-	// last read from the socket left room in the buffer it filled.
-	records int
+	// The TLS records read so far, and whether the last read from the
+	// socket left room in the buffer it filled (see drained).
+	records nbio.Records
 	short   bool
 
 	// Bytes written but not yet taken by the socket, in order; nil when
@@ -84,7 +70,7 @@ func (c *nbConn) Write(p []byte) (int, error) {
 		*c.out = append(*c.out, p...)
 		return len(p), nil
 	}
-	n, err := writeNonblock(c.rc, p)
+	n, err := nbio.Write(c.rc, p)
 	if err != nil {
 		return n, err
 	}
@@ -105,7 +91,7 @@ func (c *nbConn) flush() error {
 		return nil
 	}
 	b := *c.out
-	n, err := writeNonblock(c.rc, b)
+	n, err := nbio.Write(c.rc, b)
 	if err != nil {
 		return err
 	}
@@ -135,10 +121,6 @@ func (c *nbConn) stalledSince(cutoff int64) bool {
 // backlogBufs hold the bytes sockets did not take.
 var backlogBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// recordHeaderLen is the length of a TLS record header: type, version,
-// length (RFC 8446 5.1, RFC 5246 6.2.1).
-const recordHeaderLen = 5
-
 func (c *nbConn) Read(p []byte) (int, error) {
 	var n int
 	var err error
@@ -154,57 +136,24 @@ func (c *nbConn) Read(p []byte) (int, error) {
 		n, err = c.Conn.Read(p)
 		c.short = false
 	default:
-		n, err = readNonblock(c.rc, p)
+		n, err = nbio.Read(c.rc, p)
 		if err == nil && n == 0 && len(p) > 0 {
 			return 0, io.EOF
 		}
 		c.short = n < len(p)
 	}
-	c.track(p[:n])
+	c.records.Track(p[:n])
 	return n, err
 }
 
-// track follows the record framing over b, the next bytes read.
-func (c *nbConn) track(b []byte) {
-	for len(b) > 0 {
-		if c.body > 0 {
-			k := min(c.body, len(b))
-			c.body -= k
-			b = b[k:]
-			if c.body == 0 {
-				c.records++
-			}
-			continue
-		}
-		k := copy(c.hdr[c.hdrN:], b)
-		c.hdrN += k
-		b = b[k:]
-		if c.hdrN == recordHeaderLen {
-			c.hdrN = 0
-			c.body = int(c.hdr[3])<<8 | int(c.hdr[4])
-			if c.body == 0 {
-				c.records++
-			}
-		}
-	}
-}
-
 // startRead is called before each tls.Conn.Read of a bound session.
-func (c *nbConn) startRead() { c.records, c.short = 0, false }
+func (c *nbConn) startRead() { c.records.Reset(); c.short = false }
 
 // drained reports, after a tls.Conn.Read that returned data and left
 // room in its buffer, that tls.Conn holds nothing more and the socket is
 // empty, so that another Read would only cost a system call to hear it
-// would block. That is so when the Read took exactly one whole record
-// from this conn, in one short read from the socket: tls.Conn consumed
-// that record to return data (a Read returns data from one record at a
-// time and only reads more when it has none), so no byte of it, or of a
-// record after it, is left in tls.Conn's buffers; and a short read means
-// the socket's queue was empty. Bytes arriving after that read are
-// reported by the poller, which is edge-triggered on every arrival.
-func (c *nbConn) drained() bool {
-	return c.short && c.records == 1 && c.body == 0 && c.hdrN == 0
-}
+// would block (nbio.Records.OneWholeRecord).
+func (c *nbConn) drained() bool { return c.records.OneWholeRecord(c.short) }
 
 // errTooLarge: a negotiation element exceeded Config.MaxStanzaBytes.
 var errTooLarge = errors.New("xmpp: element too large")

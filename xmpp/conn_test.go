@@ -2,48 +2,12 @@ package xmpp
 
 import (
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"net"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// records builds TLS-like records of the given body lengths.
-func records(lens ...int) []byte {
-	var b []byte
-	for _, n := range lens {
-		b = append(b, 23, 3, 3, 0, 0)
-		binary.BigEndian.PutUint16(b[len(b)-2:], uint16(n))
-		b = append(b, make([]byte, n)...)
-	}
-	return b
-}
-
-// TestTrackRecords feeds record streams to track cut at every point and
-// checks the records counted and where the framing stands.
-func TestTrackRecords(t *testing.T) {
-	stream := records(1, 0, 300, 5, 17000)
-	for cut := range len(stream) + 1 {
-		var c nbConn
-		c.track(stream[:cut])
-		first := c.records
-		c.startRead()
-		c.track(stream[cut:])
-		if got := first + c.records; got != 5 {
-			t.Fatalf("cut at %d: %d records, want 5", cut, got)
-		}
-		if c.body != 0 || c.hdrN != 0 {
-			t.Fatalf("cut at %d: framing left mid-record (body %d, header %d)", cut, c.body, c.hdrN)
-		}
-	}
-	var c nbConn
-	c.track(records(10)[:9])
-	if c.records != 0 || c.body != 6 {
-		t.Fatalf("partial record: %d records, %d body bytes left; want 0 and 6", c.records, c.body)
-	}
-}
 
 // tlsPair returns a client TLS conn and the server's tls.Conn over an
 // nbConn in non-blocking mode, as a bound session reads.

@@ -225,7 +225,12 @@ func (b *Broker) answer(s *session, elem []byte, st *stanza, now time.Time) {
 	}
 	bp := b.getWriteBuf()
 	out := appendStamped((*bp)[:0], elem, &st.tag, s.full, to)
-	_ = p.from.write(out)
+	if s.round != nil {
+		// Written with the other answers of this round.
+		p.from.queue(out, s.round)
+	} else {
+		_ = p.from.write(out)
+	}
 	b.putWriteBuf(bp, out)
 }
 

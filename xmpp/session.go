@@ -68,6 +68,9 @@ type session struct {
 
 	state    atomic.Uint32
 	lastRead atomic.Int64 // unix nanoseconds of the last readiness
+	// round is that of the poller reading s, nil when another goroutine
+	// does; only the reader uses it.
+	round *round
 
 	wmu sync.Mutex // serialises writes to tc, and nb's backlog
 
@@ -76,9 +79,10 @@ type session struct {
 	// its own write is done, in one TLS record and one system call. A
 	// session that many answers go to at once (an ACS's) then costs far
 	// fewer; an idle session holds no buffer.
-	qmu     sync.Mutex
-	writing bool    // a writer is in the loop of write
-	queued  *[]byte // stanzas waiting for it; nil when none
+	qmu         sync.Mutex
+	writing     bool    // a writer is in the loop of send
+	queued      *[]byte // stanzas waiting for it; nil when none
+	roundListed bool    // on a poller's round list (queue)
 
 	// The read side, used by one goroutine at a time: the one that set
 	// busy. An event while it reads sets again, and it reads once more
@@ -141,8 +145,55 @@ func (s *session) write(p []byte) error {
 	}
 	s.writing = true
 	s.qmu.Unlock()
-	buf := p
-	var sent *[]byte // the queue buf came from, returned once written
+	err := s.send(p, nil)
+	if err == nil {
+		s.b.m.stanzasOut.Inc()
+	}
+	return err
+}
+
+// round is the sessions a poller queued stanzas for while handling one
+// round of events: it writes them when the round is done, so that the
+// answers of many CPEs to one ACS go in one TLS record and one system
+// call.
+type round struct{ queued []*session }
+
+// queue adds p to the stanzas waiting for s, to be written at the end of
+// the round r at the latest.
+func (s *session) queue(p []byte, r *round) {
+	s.qmu.Lock()
+	if s.queued == nil {
+		s.queued = queueBufs.Get().(*[]byte)
+	}
+	*s.queued = append(*s.queued, p...)
+	listed := s.roundListed
+	s.roundListed = true
+	s.qmu.Unlock()
+	s.b.m.stanzasOut.Inc()
+	if !listed {
+		r.queued = append(r.queued, s)
+	}
+}
+
+// writeQueued writes what queue kept, unless a writer in progress will.
+func (s *session) writeQueued() {
+	s.qmu.Lock()
+	s.roundListed = false
+	if s.writing || s.queued == nil {
+		s.qmu.Unlock()
+		return
+	}
+	s.writing = true
+	q := s.queued
+	s.queued = nil
+	s.qmu.Unlock()
+	_ = s.send(*q, q)
+}
+
+// send writes buf (which comes from the queue buffer sent, if that is
+// not nil), then what was queued meanwhile, until nothing is. The caller
+// has set s.writing; send clears it.
+func (s *session) send(buf []byte, sent *[]byte) error {
 	for {
 		s.wmu.Lock()
 		err := errSessionClosed
@@ -169,7 +220,6 @@ func (s *session) write(p []byte) error {
 				s.close("write-error", "")
 				return err
 			}
-			s.b.m.stanzasOut.Inc()
 			return nil
 		}
 		sent, s.queued = s.queued, nil
@@ -438,7 +488,7 @@ func (s *session) arm() {
 	if !first {
 		return // registered for good: edges keep coming
 	}
-	if err := s.b.pollerOf(s).arm(s.nb.rc, uint64(s.slot)|uint64(s.gen)<<32); err != nil {
+	if err := s.b.pollerOf(s).Arm(s.nb.rc, uint64(s.slot)|uint64(s.gen)<<32); err != nil {
 		s.close("error", "")
 	}
 }
@@ -448,7 +498,8 @@ func (s *session) arm() {
 // it, unless another event claims the session back for this goroutine.
 // If s's turn ends first, drive reports more and leaves s claimed: the
 // caller must drive it again.
-func (s *session) drive() (more bool) {
+func (s *session) drive(r *round) (more bool) {
+	s.round = r
 	for {
 		s.again.Store(false)
 		if s.serviceRead() {

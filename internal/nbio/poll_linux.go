@@ -1,6 +1,6 @@
 //go:build linux
 
-package xmpp
+package nbio
 
 import (
 	"os"
@@ -9,41 +9,33 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// poller tells which idle sessions have bytes to read, or room to write
-// what they hold back. It is one epoll instance in which every bound
-// session's socket is registered once, edge-triggered: an event says new
-// bytes arrived, or the socket took a write again after refusing one. A session is read by
-// one goroutine at a time (session.busy); an event for a session being
-// read only tells that reader to read again (session.again), so a
-// drained socket needs no system call to be watched again, and an idle
-// session costs no goroutine at all.
+// Poller tells which idle sockets have bytes to read, or room to write
+// what was held back. It is one epoll instance in which each socket is
+// registered once, edge-triggered: an event says new bytes arrived, or
+// the socket took a write again after refusing one. Whoever reads a
+// socket must read until ErrWouldBlock (or until Records says there is
+// nothing left) before it waits for the next event.
 //
 // The epoll descriptor is itself handed to Go's netpoller (os.NewFile on
 // a non-blocking descriptor), so waiting for events parks a goroutine
-// instead of blocking a thread, and closing the file wakes it.
-type poller struct {
+// instead of blocking a thread, and closing the Poller wakes it.
+type Poller struct {
 	f  *os.File
 	rc syscall.RawConn
 	fd int
 }
 
-// pollEvents: readable, the peer shut its side, or writable again;
+// Event is one readiness report.
+type Event = unix.EpollEvent
+
+// events: readable, the peer shut its side, or writable again;
 // edge-triggered. A socket reports writable only after a write found it
 // full (or together with another event), so EPOLLOUT costs nothing while
 // writes go through.
-const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLOUT | unix.EPOLLET
+const events = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLOUT | unix.EPOLLET
 
-// readable and writable tell what an event reports; errors and hang-ups
-// count as both, so that the reader and the writer each hear of them.
-func readable(ev *pollEvent) bool {
-	return ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
-}
-
-func writable(ev *pollEvent) bool {
-	return ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
-}
-
-func newPoller() (*poller, error) {
+// NewPoller returns an empty poller.
+func NewPoller() (*Poller, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -52,25 +44,25 @@ func newPoller() (*poller, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("setnonblock", err)
 	}
-	f := os.NewFile(uintptr(fd), "xmpp-epoll")
+	f := os.NewFile(uintptr(fd), "nbio-epoll")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	return &poller{f: f, rc: rc, fd: fd}, nil
+	return &Poller{f: f, rc: rc, fd: fd}, nil
 }
 
-// arm registers the socket of c to report key whenever new bytes
+// Arm registers the socket of c to report key whenever new bytes
 // arrive, and at once if some are waiting. It runs inside c.Control, so
 // the descriptor cannot be closed, and its number reused by another
-// connection, while epoll_ctl runs.
-func (p *poller) arm(c syscall.RawConn, key uint64) error {
-	op := unix.EPOLL_CTL_ADD
-	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(uint32(key)), Pad: int32(uint32(key >> 32))}
+// connection, while epoll_ctl runs. A socket is armed once; closing it
+// removes it.
+func (p *Poller) Arm(c syscall.RawConn, key uint64) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(uint32(key)), Pad: int32(uint32(key >> 32))}
 	var cerr error
 	if err := c.Control(func(fd uintptr) {
-		cerr = unix.EpollCtl(p.fd, op, int(fd), &ev)
+		cerr = unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, int(fd), &ev)
 	}); err != nil {
 		return err
 	}
@@ -80,14 +72,23 @@ func (p *poller) arm(c syscall.RawConn, key uint64) error {
 	return nil
 }
 
-// pollEvent is one readiness report.
-type pollEvent = unix.EpollEvent
+// Key returns the key the socket of ev was armed with.
+func Key(ev *Event) uint64 { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
 
-func eventKey(ev *pollEvent) uint64 { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
+// Readable and Writable tell what an event reports; errors and hang-ups
+// count as both, so that the reader and the writer each hear of them.
+func Readable(ev *Event) bool {
+	return ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+}
 
-// wait blocks until at least one socket is ready and fills evs. It
+// Writable: see Readable.
+func Writable(ev *Event) bool {
+	return ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
+}
+
+// Wait blocks until at least one socket is ready and fills evs. It
 // returns an error once the poller is closed.
-func (p *poller) wait(evs []pollEvent) (int, error) {
+func (p *Poller) Wait(evs []Event) (int, error) {
 	var n int
 	var werr error
 	err := p.rc.Read(func(fd uintptr) bool {
@@ -106,8 +107,8 @@ func (p *poller) wait(evs []pollEvent) (int, error) {
 	return n, nil
 }
 
-// poll fills evs with the events ready now, without waiting.
-func (p *poller) poll(evs []pollEvent) (int, error) {
+// Poll fills evs with the events ready now, without waiting.
+func (p *Poller) Poll(evs []Event) (int, error) {
 	for {
 		n, err := unix.EpollWait(p.fd, evs, 0)
 		switch err {
@@ -120,11 +121,12 @@ func (p *poller) poll(evs []pollEvent) (int, error) {
 	}
 }
 
-func (p *poller) close() error { return p.f.Close() }
+// Close releases the poller; a goroutine in Wait returns an error.
+func (p *Poller) Close() error { return p.f.Close() }
 
-// readNonblock reads what the socket of c holds without waiting:
-// wouldBlock when it is empty, io.EOF-style (0, nil) at the end.
-func readNonblock(c syscall.RawConn, p []byte) (int, error) {
+// Read reads what the socket of c holds without waiting: ErrWouldBlock
+// when it is empty, (0, nil) at the end of the stream.
+func Read(c syscall.RawConn, p []byte) (int, error) {
 	var n int
 	var rerr error
 	if err := c.Read(func(fd uintptr) bool {
@@ -139,16 +141,16 @@ func readNonblock(c syscall.RawConn, p []byte) (int, error) {
 	}
 	switch {
 	case rerr == unix.EAGAIN:
-		return 0, errWouldBlock
+		return 0, ErrWouldBlock
 	case rerr != nil:
 		return 0, os.NewSyscallError("read", rerr)
 	}
 	return n, nil
 }
 
-// writeNonblock writes what the socket of c takes without waiting: n <
-// len(p) when it is full.
-func writeNonblock(c syscall.RawConn, p []byte) (int, error) {
+// Write writes what the socket of c takes without waiting: n < len(p)
+// when it is full.
+func Write(c syscall.RawConn, p []byte) (int, error) {
 	var n int
 	var werr error
 	if err := c.Write(func(fd uintptr) bool {

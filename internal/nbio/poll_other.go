@@ -1,21 +1,22 @@
 //go:build !linux
 
-package xmpp
+package nbio
 
 import "syscall"
 
-// poller needs epoll; elsewhere New fails with ErrXmppUnsupported.
-type poller struct{}
+// Poller needs epoll; elsewhere NewPoller fails with ErrUnsupported.
+type Poller struct{}
 
-type pollEvent struct{}
+// Event is one readiness report.
+type Event struct{}
 
-func newPoller() (*poller, error)                        { return nil, ErrXmppUnsupported }
-func (p *poller) arm(syscall.RawConn, uint64) error      { return ErrXmppUnsupported }
-func (p *poller) wait([]pollEvent) (int, error)          { return 0, ErrXmppUnsupported }
-func (p *poller) poll([]pollEvent) (int, error)          { return 0, ErrXmppUnsupported }
-func (p *poller) close() error                           { return nil }
-func readable(*pollEvent) bool                           { return false }
-func writable(*pollEvent) bool                           { return false }
-func writeNonblock(syscall.RawConn, []byte) (int, error) { return 0, ErrXmppUnsupported }
-func eventKey(*pollEvent) uint64                         { return 0 }
-func readNonblock(syscall.RawConn, []byte) (int, error)  { return 0, ErrXmppUnsupported }
+func NewPoller() (*Poller, error)                   { return nil, ErrUnsupported }
+func (p *Poller) Arm(syscall.RawConn, uint64) error { return ErrUnsupported }
+func (p *Poller) Wait([]Event) (int, error)         { return 0, ErrUnsupported }
+func (p *Poller) Poll([]Event) (int, error)         { return 0, ErrUnsupported }
+func (p *Poller) Close() error                      { return nil }
+func Key(*Event) uint64                             { return 0 }
+func Readable(*Event) bool                          { return false }
+func Writable(*Event) bool                          { return false }
+func Read(syscall.RawConn, []byte) (int, error)     { return 0, ErrUnsupported }
+func Write(syscall.RawConn, []byte) (int, error)    { return 0, ErrUnsupported }
