@@ -476,6 +476,7 @@ func campaignXMPP(ctx context.Context, binary string, regConc int, o campaignOpt
 		RetryInitial:     time.Second,
 		RetryMax:         5 * time.Second,
 		Dial:             sourceDialer(c2s, xo.sourceAddrs),
+		Pollers:          runtime.GOMAXPROCS(0),
 		Seed:             xo.seed,
 		OnWake:           rec.note,
 		OnOnline:         func(name, _ string, at time.Time) { online.note(name, at) },

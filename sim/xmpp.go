@@ -342,6 +342,7 @@ type XMPPCPE struct {
 	login   xmppLogin
 	allowed []jid.JID
 	slots   chan struct{} // a fleet's login concurrency limit, or nil
+	pollers *cpePollers   // a fleet's pollers, or nil: see XMPPFleetConfig.Pollers
 	// events, set by tests, receives "keepalive", "pong" and
 	// "ping-ignored" as they happen, when it has room.
 	events chan string
@@ -542,7 +543,11 @@ func (c *XMPPCPE) session(ctx context.Context) (bound bool, err error) {
 		s.timer = time.AfterFunc(c.cfg.KeepAlive, s.keepalive)
 		s.tmu.Unlock()
 	}
-	err = s.serve()
+	if c.pollers != nil && st.pc != nil {
+		err = c.pollers.pick().serve(ctx, s, st.pc)
+	} else {
+		err = s.serve()
+	}
 	c.online.Store(false)
 	s.stopTimer()
 	if ctx.Err() == nil {
@@ -562,6 +567,7 @@ type cpeSession struct {
 	// allowedFrom is the last sender found allowed, so that an ACS
 	// waking the CPE again is not parsed and PRECIS-checked again.
 	allowedFrom string
+	poll        *polled // when a fleet's poller reads the session
 }
 
 func (s *cpeSession) stopTimer() {
@@ -678,7 +684,11 @@ func (s *cpeSession) connectionRequest(iq, req *element) {
 	if p := req.child(nsConnReq, "password"); p != nil {
 		pass = p.text
 	}
-	s.allowedFrom = from
+	if from != s.allowedFrom {
+		// A clone: from shares its stanza's memory, which a session
+		// should not keep.
+		s.allowedFrom = strings.Clone(from)
+	}
 	okUser := subtle.ConstantTimeCompare([]byte(user), []byte(c.cfg.CRUsername))
 	okPass := subtle.ConstantTimeCompare([]byte(pass), []byte(c.cfg.CRPassword))
 	if okUser&okPass != 1 {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -63,6 +64,7 @@ type xmppLogin struct {
 	server, domain       string
 	user, pass, resource string
 	directTLS, useTLS    bool
+	polled               bool // read by a fleet's pollers once bound
 	tls                  *tls.Config
 	mech                 XMPPMechanism
 	salts                *saltCache
@@ -76,6 +78,7 @@ type xmppStream struct {
 	rd   *streamReader
 	jid  string // the full JID the server bound
 	tls  bool
+	pc   *pollConn // under TLS, when a poller is to read the session
 }
 
 // write sends b as one Write, so stanzas written by several goroutines
@@ -131,7 +134,13 @@ func openXMPP(ctx context.Context, l *xmppLogin) (*xmppStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &xmppStream{conn: conn}
+	var pc *pollConn
+	if l.polled {
+		if pc = pollable(conn); pc != nil {
+			conn = pc
+		}
+	}
+	s := &xmppStream{conn: conn, pc: pc}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	err = s.negotiate(ctx, l)
 	if !stop() || err != nil {
@@ -370,7 +379,7 @@ func (s *xmppStream) bind(feats *element, l *xmppLogin) error {
 		return fmt.Errorf("%w: %s", ErrXMPPBind, stanzaCondition(res))
 	}
 	if j := res.child(nsBind, "bind").childOrNil(nsBind, "jid"); j != nil {
-		s.jid = j.text
+		s.jid = strings.Clone(j.text) // kept for the session: not the whole stanza
 	}
 	if s.jid == "" {
 		return fmt.Errorf("%w: no JID in the answer", ErrXMPPBind)

@@ -70,6 +70,14 @@ type XMPPFleetConfig struct {
 	// same seed (a simulator and a registration tool) agree on them. Zero
 	// picks random ones.
 	Seed int64
+	// Pollers, when positive, has that many goroutines read every bound
+	// session, polling the sockets (Linux epoll), instead of one
+	// goroutine parked in a read on each: what a load tool holding tens
+	// of thousands of sessions needs, as waking a goroutine for each
+	// stanza costs it more than answering. The CPEs behave the same;
+	// their answers are written by the poller's goroutine. Zero, the
+	// default, gives each session its goroutine.
+	Pollers int
 	// OnWake and OnOnline, if set, are called for every CPE as in
 	// XMPPCPEConfig, on the CPE's goroutines. They must not block.
 	OnWake   func(name string, at time.Time)
@@ -118,6 +126,9 @@ func NewXMPPFleet(cfg XMPPFleetConfig) (*XMPPFleet, error) {
 	if cfg.LoginConcurrency > 0 {
 		f.slots = make(chan struct{}, cfg.LoginConcurrency)
 	}
+	if cfg.Pollers < 0 {
+		return nil, ErrXMPPPollers
+	}
 	for i := range cfg.Count {
 		n := i + 1
 		name := cpeName(cfg.Prefix, n)
@@ -162,6 +173,7 @@ func (f *XMPPFleet) Add(cfg XMPPCPEConfig) (*XMPPCPE, error) {
 		return nil, err
 	}
 	c.slots = f.slots
+	c.login.polled = f.cfg.Pollers > 0
 	return f.cpes.add(cfg.Name, c)
 }
 
@@ -230,8 +242,16 @@ func (f *XMPPFleet) Run(ctx context.Context) error {
 		return err
 	}
 	defer f.cpes.stop()
+	var ps *cpePollers
+	if f.cfg.Pollers > 0 {
+		if ps, err = newCPEPollers(f.cfg.Pollers); err != nil {
+			return err
+		}
+		defer ps.close()
+	}
 	var wg sync.WaitGroup
 	for _, c := range cs {
+		c.pollers = ps
 		wg.Go(func() { c.Run(ctx) })
 	}
 	wg.Wait()

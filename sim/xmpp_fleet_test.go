@@ -84,6 +84,12 @@ func (r prosodyRegistrar) PutXMPPDevice(_ context.Context, d XMPPDevice) error {
 // A fleet logs in through a small login window, and every CPE answers
 // the ACS, legacy ones in their way.
 func TestXMPPFleetAgainstProsody(t *testing.T) {
+	for _, pollers := range []int{0, 2} {
+		t.Run(fmt.Sprintf("pollers=%d", pollers), func(t *testing.T) { testXMPPFleetAgainstProsody(t, pollers) })
+	}
+}
+
+func testXMPPFleetAgainstProsody(t *testing.T, pollers int) {
 	b := newXMPPTestbed(t)
 	const n = 40
 	var mu sync.Mutex
@@ -92,7 +98,7 @@ func TestXMPPFleetAgainstProsody(t *testing.T) {
 	f, err := NewXMPPFleet(XMPPFleetConfig{
 		Count: n, Server: b.p.addr, Domain: testDomain, TLSConfig: b.p.tls,
 		AllowedJIDs: []string{b.acs.JID()}, LegacyErrorsEvery: 4, LoginConcurrency: 4,
-		Keepalive: KeepalivePingS2C1, Seed: 7,
+		Keepalive: KeepalivePingS2C1, Seed: 7, Pollers: pollers,
 		OnOnline: func(name, _ string, _ time.Time) { online <- name },
 		OnWake: func(name string, _ time.Time) {
 			mu.Lock()
@@ -153,5 +159,43 @@ func TestXMPPFleetAgainstProsody(t *testing.T) {
 	}
 	if len(woken) != n {
 		t.Errorf("%d CPEs woken", len(woken))
+	}
+}
+
+// A polled session still ends when nothing arrives within ReadTimeout,
+// and its CPE logs in again.
+func TestXMPPFleetPollersReadTimeout(t *testing.T) {
+	b := newXMPPTestbed(t)
+	f, err := NewXMPPFleet(XMPPFleetConfig{
+		Count: 1, Server: b.p.addr, Domain: testDomain, TLSConfig: b.p.tls, Seed: 9, Pollers: 1,
+		Keepalive: KeepaliveNone, ReadTimeout: 300 * time.Millisecond,
+		RetryInitial: time.Millisecond, RetryMax: time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Register(context.Background(), prosodyRegistrar{t, b.p}, 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	deadline := time.Now().Add(testTimeout)
+	for f.Stats().Total.Logins < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no second login after a read timeout: %+v", f.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s := f.Stats()
+	if s.Total.Drops < 1 || !strings.Contains(f.CPEs()[0].Counters().LastError, "nothing read for") {
+		t.Errorf("stats %+v, last error %q", s, f.CPEs()[0].Counters().LastError)
+	}
+	if _, err := NewXMPPFleet(XMPPFleetConfig{Pollers: -1}); !errors.Is(err, ErrXMPPPollers) {
+		t.Errorf("Pollers -1: %v", err)
 	}
 }

@@ -207,6 +207,7 @@ func simXMPPCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	seed := fs.Int64("seed", 1, "seed of the generated credentials (0 = random)")
 	register := fs.Bool("register", false, "register every CPE with the appliance through its API")
 	concurrency := fs.Int("concurrency", 16, "parallel registrations")
+	pollers := fs.Int("pollers", 0, "goroutines that read every bound session by polling the sockets (Linux), instead of one goroutine per session; for fleets of thousands answering many requests")
 	if err := fs.Parse(args); err != nil {
 		return errors.Join(errUsage, err)
 	}
@@ -223,7 +224,7 @@ func simXMPPCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Prefix: *prefix, Count: *count, Server: *server, Domain: *domain, DirectTLS: *directTLS,
 		TLSConfig: &tls.Config{ServerName: *domain, InsecureSkipVerify: !*verify},
 		Mechanism: mech, AllowedJIDs: allowed, KeepAlive: *keepalive, LegacyErrorsEvery: *legacyEvery, Seed: *seed,
-		OnWake: printWake(stdout, "XMPP"),
+		Pollers: *pollers, OnWake: printWake(stdout, "XMPP"),
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
