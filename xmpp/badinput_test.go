@@ -3,6 +3,7 @@ package xmpp
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"github.com/crrelay/crrelay/internal/metrictest"
 	"io"
 	"net"
@@ -378,4 +379,22 @@ func TestClientThatNeverReads(t *testing.T) {
 		t.Fatal("a client that never reads was never dropped")
 	}
 	check()
+}
+
+// A client whose stanzas arrive in more TLS records than one turn reads
+// (readTurn) has every one of them answered: its poller comes back to it.
+func TestManyRecordsAnswered(t *testing.T) {
+	tb := startBroker(t, nil)
+	tb.accounts.set("chatty@"+testDomain, creds(t, "pw"))
+	c := dial(t, tb.addr, false)
+	c.login("chatty", "pw", "r")
+	const n = 10 * readTurn
+	for i := range n {
+		c.send(`<iq type='get' id='r%d'><ping xmlns='urn:xmpp:ping'/></iq>`, i) // a record each
+	}
+	for i := range n {
+		if e := c.next(); e.attr("id") != fmt.Sprintf("r%d", i) || e.attr("type") != "result" {
+			t.Fatalf("answer %d: %v", i, e.Attrs)
+		}
+	}
 }
