@@ -206,6 +206,9 @@ func (s *xmppStream) negotiate(ctx context.Context, l *xmppLogin) error {
 }
 
 func (s *xmppStream) startTLS(ctx context.Context, l *xmppLogin) error {
+	if s.pc != nil {
+		s.pc.records.Restart() // TLS records start here (STARTTLS)
+	}
 	tc := tls.Client(s.conn, l.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("sim: XMPP TLS: %w", err)

@@ -3,6 +3,7 @@ package xmpp
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"syscall"
 	"testing"
@@ -228,5 +229,34 @@ func TestWriteBacklog(t *testing.T) {
 	}
 	if c.out != nil || c.outSince.Load() != 0 {
 		t.Fatalf("backlog left after all was read: %d bytes", len(*c.out))
+	}
+}
+
+// After STARTTLS the record follower starts at TLS's first byte: the
+// clear-text stream before it is not taken for records, so that a
+// session reading one stanza in one record finds itself drained.
+func TestRecordsAfterSTARTTLS(t *testing.T) {
+	tb := startBroker(t, nil)
+	tb.accounts.set("tls@"+testDomain, creds(t, "pw"))
+	for _, direct := range []bool{false, true} {
+		addr := tb.addr
+		if direct {
+			addr = tb.tlsAddr
+		}
+		c := dial(t, addr, direct)
+		c.login("tls", "pw", fmt.Sprintf("direct-%v", direct))
+		c.ping()
+		tb.mu.RLock()
+		s := tb.byFull[fmt.Sprintf("tls@%s/direct-%v", testDomain, direct)]
+		tb.mu.RUnlock()
+		if s == nil {
+			t.Fatal("session not found")
+		}
+		s.rmu.Lock() // the reader's: its writes are visible once it is idle
+		aligned := s.nb.records.AtBoundary()
+		s.rmu.Unlock()
+		if !aligned {
+			t.Errorf("direct TLS %v: record framing lost after the ping", direct)
+		}
 	}
 }

@@ -361,6 +361,8 @@ func (n *negotiation) negotiateTLS() error {
 }
 
 func (n *negotiation) startTLS() error {
+	// TLS records start here (after STARTTLS, with the bytes in pre).
+	n.nb.records.Restart()
 	n.tc = tls.Server(n.nb, n.b.tls)
 	if err := n.tc.HandshakeContext(n.ctx); err != nil {
 		return tlsError{err}

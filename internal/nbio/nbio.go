@@ -72,6 +72,11 @@ func (r *Records) Track(b []byte) {
 	}
 }
 
+// Restart forgets the framing: the next byte read starts a record. A
+// stream that begins in the clear and continues in TLS (STARTTLS) calls
+// it when TLS starts, or the clear text would be taken for records.
+func (r *Records) Restart() { *r = Records{} }
+
 // Reset starts counting completed records anew.
 func (r *Records) Reset() { r.n = 0 }
 
