@@ -467,27 +467,8 @@ func TestSCRAMClientRFCExamples(t *testing.T) {
 // The parser as it was before it parsed into arenas (commit 2390b18),
 // renamed, kept as the reference FuzzParseElement compares parseElement
 // with. Only the parser is copied: the element, xmlAttr and nsScope types
-// it builds are the package's.
-
-// oldXMLName is an element or attribute name as written: prefix:local.
-type oldXMLName struct{ prefix, local string }
-
-func oldSplitName(s string) oldXMLName {
-	if i := oldIndexByteStr(s, ':'); i >= 0 {
-		return oldXMLName{s[:i], s[i+1:]}
-	}
-	return oldXMLName{"", s}
-}
-
-func oldIndexByteStr(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
-}
-
+// it builds, and the name and character checks it calls (unchanged since),
+// are the package's.
 func oldLookup(s *nsScope, prefix string) (string, bool) {
 	switch prefix {
 	case "xml":
@@ -613,8 +594,8 @@ func (p *oldXMLParser) startTag(parent *nsScope) (e *element, empty bool, err er
 	if i == start || i >= len(b) {
 		return nil, false, errXMLSyntax
 	}
-	name := oldSplitName(string(b[start:i]))
-	if !oldValidXMLName(name) {
+	name := splitName(string(b[start:i]))
+	if !validXMLName(name) {
 		return nil, false, errXMLSyntax
 	}
 	e = &element{prefix: name.prefix, local: name.local}
@@ -679,8 +660,8 @@ func (p *oldXMLParser) startTag(parent *nsScope) (e *element, empty bool, err er
 				return nil, false, errXMLSyntax // a repeated attribute
 			}
 		}
-		an := oldSplitName(aname)
-		if !oldValidXMLName(an) {
+		an := splitName(aname)
+		if !validXMLName(an) {
 			return nil, false, errXMLSyntax
 		}
 		e.attrs = append(e.attrs, xmlAttr{aname, string(v)})
@@ -695,7 +676,7 @@ func (p *oldXMLParser) startTag(parent *nsScope) (e *element, empty bool, err er
 		}
 	}
 	for _, a := range e.attrs {
-		if an := oldSplitName(a.name); an.prefix != "" && an.prefix != xmlnsAttr {
+		if an := splitName(a.name); an.prefix != "" && an.prefix != xmlnsAttr {
 			if _, ok := oldLookup(scope, an.prefix); !ok {
 				return nil, false, errXMLPrefix
 			}
@@ -708,33 +689,6 @@ func (p *oldXMLParser) startTag(parent *nsScope) (e *element, empty bool, err er
 	e.space = space
 	p.i, p.scope = i, scope
 	return e, empty, nil
-}
-
-// oldValidXMLName is a loose check of an XML name: no empty parts, at most
-// one colon, none of the characters that delimit markup.
-func oldValidXMLName(n oldXMLName) bool {
-	if n.local == "" || oldIndexByteStr(n.local, ':') >= 0 {
-		return false
-	}
-	if n.prefix == "" && n.local != "" {
-		return oldValidNameChars(n.local)
-	}
-	return oldValidNameChars(n.prefix) && oldValidNameChars(n.local)
-}
-
-func oldValidNameChars(s string) bool {
-	if s == "" || (s[0] >= '0' && s[0] <= '9') || s[0] == '-' || s[0] == '.' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
-			c == '-', c == '_', c == '.', c >= 0x80:
-		default:
-			return false
-		}
-	}
-	return utf8.ValidString(s)
 }
 
 // oldAppendUnescaped appends s with its references replaced: the five
@@ -783,16 +737,10 @@ func oldAppendUnescaped(dst, s []byte) ([]byte, error) {
 				return nil, errXMLSyntax
 			}
 			r, err := strconv.ParseUint(string(digits), base, 32)
-			if err != nil || !oldValidXMLChar(rune(r)) {
+			if err != nil || !validXMLChar(rune(r)) {
 				return nil, errXMLSyntax
 			}
 			dst = utf8.AppendRune(dst, rune(r))
 		}
 	}
-}
-
-// oldValidXMLChar is XML 1.0's Char production.
-func oldValidXMLChar(r rune) bool {
-	return r == 0x9 || r == 0xA || r == 0xD ||
-		(r >= 0x20 && r <= 0xD7FF) || (r >= 0xE000 && r <= 0xFFFD) || (r >= 0x10000 && r <= 0x10FFFF)
 }
