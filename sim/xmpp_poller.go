@@ -123,8 +123,7 @@ type cpePoller struct {
 type polled struct {
 	pc       *pollConn
 	key      uint64
-	busy     atomic.Bool
-	again    atomic.Bool
+	reader   nbio.Reader
 	lastRead atomic.Int64
 	done     chan error // the session's end, once
 	ended    atomic.Bool
@@ -149,11 +148,11 @@ func (p *cpePoller) serve(ctx context.Context, s *cpeSession, pc *pollConn) erro
 	// What the negotiation read ahead is read first, then the socket is
 	// armed; an event for bytes arriving meanwhile finds s busy and
 	// makes this goroutine read again.
-	s.poll.busy.Store(true)
+	s.poll.reader.Take()
 	s.pump()
 	if err := p.p.Arm(pc.rc, s.poll.key); err != nil {
 		s.end(err)
-	} else if s.poll.claim() {
+	} else if s.poll.reader.Claim() {
 		s.pump()
 	}
 
@@ -192,29 +191,21 @@ func (p *cpePoller) loop() {
 			p.mu.Lock()
 			s := p.sessions[nbio.Key(&evs[i])]
 			p.mu.Unlock()
-			if s != nil && s.poll.claim() {
+			if s != nil && s.poll.reader.Claim() {
 				s.pump()
 			}
 		}
 	}
 }
 
-// claim reports whether the caller should read the session, or it is
-// being read and its reader will read again.
-func (q *polled) claim() bool {
-	q.again.Store(true)
-	return q.busy.CompareAndSwap(false, true)
-}
-
 // pump reads and handles what the session's socket holds, until it is
-// empty, and again while events came meanwhile. The caller claimed s.
+// empty, and again while events came meanwhile. The caller is its reader.
 func (s *cpeSession) pump() {
 	q := s.poll
 	for {
-		q.again.Store(false)
+		q.reader.Begin()
 		s.readAvailable()
-		q.busy.Store(false)
-		if !q.again.Load() || !q.busy.CompareAndSwap(false, true) {
+		if !q.reader.Release() {
 			return
 		}
 	}

@@ -415,7 +415,7 @@ func (b *Broker) negotiate(ctx context.Context, l *listener, c net.Conn, rc sysc
 		return
 	}
 	// The client may have sent stanzas already: read them, then arm.
-	s.busy.Store(true)
+	s.reader.Take()
 	for s.drive(nil) {
 	}
 }
@@ -579,7 +579,9 @@ func (b *Broker) lookup(a address, k kind) *session {
 	return s
 }
 
-// pollLoop hands readable sessions to workers.
+// pollLoop reads and routes the sessions of p that have bytes, flushes
+// those that have room for what they held back, and writes what the
+// round queued (see round).
 func (b *Broker) pollLoop(p *nbio.Poller) {
 	defer b.wg.Done()
 	evs := make([]nbio.Event, 256)
@@ -622,7 +624,7 @@ func (b *Broker) pollLoop(p *nbio.Poller) {
 				continue
 			}
 			s.lastRead.Store(now)
-			if s.claim() && s.drive(&r) {
+			if s.reader.Claim() && s.drive(&r) {
 				next = append(next, s)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/crrelay/crrelay/internal/nbio"
 	"github.com/crrelay/crrelay/xmpp/xmlframe"
 )
 
@@ -44,7 +45,7 @@ var errSessionClosed = errors.New("xmpp: session closed")
 
 // session is one bound client stream. Idle, it is this struct, its
 // tls.Conn and socket, and an entry in the poller: no goroutine, no
-// buffer. When the poller reports bytes, a worker borrows a read buffer,
+// buffer. When the poller reports bytes, its goroutine borrows a read buffer,
 // drains the TLS connection without blocking, handles every complete
 // stanza, keeps a copy of an unfinished one (rare: stanzas are small and
 // arrive in one record), returns the buffer and re-arms the poller.
@@ -84,12 +85,10 @@ type session struct {
 	queued      *[]byte // stanzas waiting for it; nil when none
 	roundListed bool    // on a poller's round list (queue)
 
-	// The read side, used by one goroutine at a time: the one that set
-	// busy. An event while it reads sets again, and it reads once more
-	// (drive). rmu makes the hand-over between goroutines visible to Go's
-	// race detector.
-	busy    atomic.Bool
-	again   atomic.Bool
+	// The read side, used by one goroutine at a time: reader's (an event
+	// while it reads makes it read once more, see drive). rmu makes the
+	// hand-over between goroutines visible to Go's race detector.
+	reader  nbio.Reader
 	rmu     sync.Mutex
 	split   xmlframe.Splitter
 	partial []byte // an unfinished stanza kept while idle
@@ -494,27 +493,18 @@ func (s *session) arm() {
 }
 
 // drive reads s until it is drained, and again as long as the poller
-// reported new bytes meanwhile. The caller has set s.busy; drive clears
-// it, unless another event claims the session back for this goroutine.
-// If s's turn ends first, drive reports more and leaves s claimed: the
-// caller must drive it again.
+// reported new bytes meanwhile. The caller is s's reader (nbio.Reader);
+// drive lets go, unless its turn ends first: then it reports more and
+// stays the reader, and the caller must drive s again.
 func (s *session) drive(r *round) (more bool) {
 	s.round = r
 	for {
-		s.again.Store(false)
+		s.reader.Begin()
 		if s.serviceRead() {
 			return true
 		}
-		s.busy.Store(false)
-		if !s.again.Load() || !s.busy.CompareAndSwap(false, true) {
+		if !s.reader.Release() {
 			return false
 		}
 	}
-}
-
-// claim is the poller's: it reports whether the caller should hand s to
-// a goroutine (drive), or s is being read and its reader will read again.
-func (s *session) claim() bool {
-	s.again.Store(true)
-	return s.busy.CompareAndSwap(false, true)
 }

@@ -15,6 +15,7 @@ package nbio
 import (
 	"errors"
 	"net"
+	"sync/atomic"
 )
 
 // ErrUnsupported: no epoll on this system.
@@ -97,4 +98,41 @@ func (r *Records) AtBoundary() bool { return r.body == 0 && r.hdrN == 0 }
 // that read are reported by an edge-triggered poller.
 func (r *Records) OneWholeRecord(lastReadShort bool) bool {
 	return lastReadShort && r.n == 1 && r.AtBoundary()
+}
+
+// Reader hands a socket to one reader at a time, without a lock, across
+// the goroutines that hear of its events: a poller, and whoever reads it
+// first. An event for a socket being read does not start a second
+// reader; it tells the reader in place to read once more before it lets
+// go, so that no arrival is missed in between.
+//
+//	if r.Claim() {     // on an event
+//		for {
+//			r.Begin()
+//			... read until empty ...
+//			if !r.Release() {
+//				break
+//			}
+//		}
+//	}
+type Reader struct{ busy, again atomic.Bool }
+
+// Take makes the caller the reader, for a socket no one reads yet.
+func (r *Reader) Take() { r.busy.Store(true) }
+
+// Claim records an event and reports whether the caller became the
+// reader; if not, the reader in place will read again.
+func (r *Reader) Claim() bool {
+	r.again.Store(true)
+	return r.busy.CompareAndSwap(false, true)
+}
+
+// Begin starts a pass of the reader over the socket.
+func (r *Reader) Begin() { r.again.Store(false) }
+
+// Release lets go after a pass, and reports whether an event came during
+// it and the caller is the reader again: it must make another pass.
+func (r *Reader) Release() bool {
+	r.busy.Store(false)
+	return r.again.Load() && r.busy.CompareAndSwap(false, true)
 }
