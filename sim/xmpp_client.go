@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/crrelay/crrelay/internal/nbio"
 )
 
 // The client side of an XMPP stream (RFC 6120) as CPE agents negotiate
@@ -134,6 +136,7 @@ func openXMPP(ctx context.Context, l *xmppLogin) (*xmppStream, error) {
 	if err != nil {
 		return nil, err
 	}
+	conn = nbio.WrapConn(conn)
 	var pc *pollConn
 	if l.polled {
 		if pc = pollable(conn); pc != nil {

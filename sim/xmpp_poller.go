@@ -31,9 +31,10 @@ var ErrXMPPPollers = errors.New("sim: XMPP fleet Pollers must be 0, or positive 
 
 // pollConn is the TCP connection under a polled CPE's TLS: it reads like
 // the net.Conn it wraps until the session is bound, then without
-// waiting. Writes always go through the net.Conn (the poller goroutine
-// writes answers; a server that stops reading holds it up, which a
-// simulator accepts).
+// waiting. Once bound, a write goes straight to the socket, and only
+// what the socket refuses goes through the net.Conn, which waits (the
+// poller goroutine writes answers; a server that stops reading holds it
+// up, which a simulator accepts).
 type pollConn struct {
 	net.Conn
 	rc       syscall.RawConn
@@ -58,6 +59,18 @@ func (c *pollConn) Read(p []byte) (int, error) {
 	}
 	c.records.Track(p[:n])
 	return n, err
+}
+
+func (c *pollConn) Write(p []byte) (int, error) {
+	if !c.nonblock.Load() {
+		return c.Conn.Write(p)
+	}
+	n, err := nbio.Write(c.rc, p)
+	if err != nil || n == len(p) {
+		return n, err
+	}
+	m, err := c.Conn.Write(p[n:])
+	return n + m, err
 }
 
 // pollable wraps conn for a polled session, or returns nil if it is not

@@ -366,7 +366,7 @@ func (b *Broker) connClosed(l *listener) {
 // none of its own.
 func (b *Broker) negotiate(ctx context.Context, l *listener, c net.Conn, rc syscall.RawConn) {
 	_ = c.SetDeadline(time.Now().Add(b.cfg.NegotiationTimeout))
-	nb := &nbConn{Conn: c, rc: rc}
+	nb := &nbConn{Conn: nbio.WrapConn(c), rc: rc}
 	n := b.newNegotiation(ctx, c, nb)
 	full, addr, err := n.run(l.direct)
 	l.mu.Lock()

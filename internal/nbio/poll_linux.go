@@ -3,8 +3,11 @@
 package nbio
 
 import (
+	"io"
+	"net"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,6 +22,10 @@ import (
 // The epoll descriptor is itself handed to Go's netpoller (os.NewFile on
 // a non-blocking descriptor), so waiting for events parks a goroutine
 // instead of blocking a thread, and closing the Poller wakes it.
+//
+// Every system call here cannot block (epoll_wait with a zero timeout,
+// read and write on non-blocking sockets), so each is made raw, without
+// telling the scheduler a system call began (see rawSyscall).
 type Poller struct {
 	f  *os.File
 	rc syscall.RawConn
@@ -92,7 +99,7 @@ func (p *Poller) Wait(evs []Event) (int, error) {
 	var n int
 	var werr error
 	err := p.rc.Read(func(fd uintptr) bool {
-		n, werr = unix.EpollWait(int(fd), evs, 0)
+		n, werr = epollPoll(int(fd), evs)
 		if werr == unix.EINTR {
 			n, werr = 0, nil
 		}
@@ -110,7 +117,7 @@ func (p *Poller) Wait(evs []Event) (int, error) {
 // Poll fills evs with the events ready now, without waiting.
 func (p *Poller) Poll(evs []Event) (int, error) {
 	for {
-		n, err := unix.EpollWait(p.fd, evs, 0)
+		n, err := epollPoll(p.fd, evs)
 		switch err {
 		case nil:
 			return n, nil
@@ -131,7 +138,7 @@ func Read(c syscall.RawConn, p []byte) (int, error) {
 	var rerr error
 	if err := c.Read(func(fd uintptr) bool {
 		for {
-			n, rerr = unix.Read(int(fd), p)
+			n, rerr = rawSyscall(unix.SYS_READ, int(fd), p)
 			if rerr != unix.EINTR {
 				return true
 			}
@@ -155,7 +162,7 @@ func Write(c syscall.RawConn, p []byte) (int, error) {
 	var werr error
 	if err := c.Write(func(fd uintptr) bool {
 		for {
-			n, werr = unix.Write(int(fd), p)
+			n, werr = rawSyscall(unix.SYS_WRITE, int(fd), p)
 			if werr != unix.EINTR {
 				return true
 			}
@@ -170,4 +177,125 @@ func Write(c syscall.RawConn, p []byte) (int, error) {
 		return 0, os.NewSyscallError("write", werr)
 	}
 	return n, nil
+}
+
+// rawSyscall makes read or write on fd, which must not block, as a raw
+// system call. An ordinary one (unix.Read) tells the scheduler the
+// goroutine entered a system call; Go's sysmon thread then checks every
+// 20 µs whether to hand that goroutine's processor to another thread,
+// and under load (tens of thousands of socket calls a second on every
+// processor) it keeps finding some, waking a thread each time and never
+// backing off to its idle rate. A call that cannot block gains nothing
+// from that: it holds its processor for the few microseconds it runs.
+func rawSyscall(trap uintptr, fd int, p []byte) (int, error) {
+	var ptr unsafe.Pointer
+	if len(p) > 0 {
+		ptr = unsafe.Pointer(&p[0])
+	}
+	n, _, errno := unix.RawSyscall(trap, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// epollPoll is epoll_wait with a zero timeout as a raw system call (see
+// rawSyscall).
+func epollPoll(epfd int, evs []Event) (int, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// Conn is a socket whose reads and writes wait, like the net.Conn it
+// wraps, through Go's netpoller and with the net.Conn's deadlines, but
+// whose system calls are raw (see rawSyscall): a read or write is tried
+// first and, when the socket is empty or full, the goroutine parks until
+// it is not. It is for the goroutines that keep a busy connection each
+// (a load tool's ACS, a session still negotiating).
+type Conn struct {
+	net.Conn
+	rc syscall.RawConn
+}
+
+// WrapConn returns c as a Conn, or c itself if it is not a socket (a
+// test's pipe).
+func WrapConn(c net.Conn) net.Conn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return c
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	return &Conn{Conn: c, rc: rc}
+}
+
+// SyscallConn returns the socket's raw connection.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
+
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var rerr error
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = rawSyscall(unix.SYS_READ, int(fd), p)
+			if rerr != unix.EINTR {
+				return rerr != unix.EAGAIN
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, c.opError("read", err)
+	case rerr != nil:
+		return 0, c.opError("read", os.NewSyscallError("read", rerr))
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (c *Conn) Write(p []byte) (int, error) {
+	var n int
+	var werr error
+	err := c.rc.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			m, err := rawSyscall(unix.SYS_WRITE, int(fd), p[n:])
+			switch err {
+			case nil:
+				n += m
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return false
+			default:
+				werr = err
+				return true
+			}
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return n, c.opError("write", err)
+	case werr != nil:
+		return n, c.opError("write", os.NewSyscallError("write", werr))
+	}
+	return n, nil
+}
+
+// opError wraps err as net.Conn's methods do, so that callers' checks
+// (errors.Is net.ErrClosed or os.ErrDeadlineExceeded, net.Error's
+// Timeout) see what they would see there.
+func (c *Conn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }

@@ -2,7 +2,10 @@
 
 package nbio
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+)
 
 // Poller needs epoll; elsewhere NewPoller fails with ErrUnsupported.
 type Poller struct{}
@@ -20,3 +23,6 @@ func Readable(*Event) bool                          { return false }
 func Writable(*Event) bool                          { return false }
 func Read(syscall.RawConn, []byte) (int, error)     { return 0, ErrUnsupported }
 func Write(syscall.RawConn, []byte) (int, error)    { return 0, ErrUnsupported }
+
+// WrapConn returns c: raw system calls need Linux here.
+func WrapConn(c net.Conn) net.Conn { return c }

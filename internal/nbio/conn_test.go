@@ -1,0 +1,133 @@
+//go:build linux
+
+package nbio
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a loopback TCP connection, the first
+// wrapped.
+func tcpPair(t *testing.T) (*Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		acc <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-acc
+	if peer == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { c.Close(); peer.Close() })
+	w, ok := WrapConn(c).(*Conn)
+	if !ok {
+		t.Fatal("WrapConn did not wrap a TCP connection")
+	}
+	return w, peer
+}
+
+// A write far larger than the socket buffers waits for the peer to read
+// and arrives whole and in order; the reverse direction too.
+func TestConnWaitsForRoom(t *testing.T) {
+	c, peer := tcpPair(t)
+	big := make([]byte, 8<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(peer, int64(len(big))))
+		got <- b
+	}()
+	n, err := c.Write(big)
+	if err != nil || n != len(big) {
+		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(big))
+	}
+	if b := <-got; !bytes.Equal(b, big) {
+		t.Fatalf("peer read %d bytes, not what was written", len(b))
+	}
+
+	go func() {
+		peer.Write(big)
+		peer.Close()
+	}()
+	b, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(b, big) {
+		t.Fatalf("ReadAll = %d bytes, %v; want %d bytes and the end of the stream", len(b), err, len(big))
+	}
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("Read after the end = %d, %v; want 0, EOF", n, err)
+	}
+}
+
+// Deadlines and Close end a waiting Read the way they end net.Conn's.
+func TestConnDeadlineAndClose(t *testing.T) {
+	c, _ := tcpPair(t)
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_, err := c.Read(make([]byte, 16))
+	var ne net.Error
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("Read past the deadline = %v; want a net.Error timeout", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 16))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Read on a closed Conn = %v; want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake the Read")
+	}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write on a closed Conn = %v; want net.ErrClosed", err)
+	}
+}
+
+// A write to a peer that reset the connection fails with an error, and
+// does not kill the process.
+func TestConnWriteAfterReset(t *testing.T) {
+	c, peer := tcpPair(t)
+	peer.(*net.TCPConn).SetLinger(0)
+	peer.Close()
+	time.Sleep(20 * time.Millisecond)
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = c.Write(make([]byte, 4096))
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "write" {
+		t.Fatalf("Write to a reset peer = %v; want a write *net.OpError", err)
+	}
+}
+
+func TestWrapConnNotASocket(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if WrapConn(a) != a {
+		t.Fatal("WrapConn wrapped a pipe")
+	}
+}
