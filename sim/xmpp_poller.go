@@ -8,7 +8,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/crrelay/crrelay/internal/nbio"
@@ -30,14 +29,12 @@ import (
 var ErrXMPPPollers = errors.New("sim: XMPP fleet Pollers must be 0, or positive on Linux")
 
 // pollConn is the TCP connection under a polled CPE's TLS: it reads like
-// the net.Conn it wraps until the session is bound, then without
-// waiting. Once bound, a write goes straight to the socket, and only
-// what the socket refuses goes through the net.Conn, which waits (the
-// poller goroutine writes answers; a server that stops reading holds it
-// up, which a simulator accepts).
+// the nbio.Conn it wraps until the session is bound, then without
+// waiting. Writes go through the nbio.Conn, which waits when the socket
+// is full (the poller goroutine writes answers; a server that stops
+// reading holds it up, which a simulator accepts).
 type pollConn struct {
-	net.Conn
-	rc       syscall.RawConn
+	*nbio.Conn
 	nonblock atomic.Bool
 	// Used by the one goroutine reading at a time.
 	records nbio.Records
@@ -48,7 +45,7 @@ func (c *pollConn) Read(p []byte) (int, error) {
 	var n int
 	var err error
 	if c.nonblock.Load() {
-		n, err = nbio.Read(c.rc, p)
+		n, err = c.TryRead(p)
 		if err == nil && n == 0 && len(p) > 0 {
 			err = io.EOF
 		}
@@ -61,30 +58,14 @@ func (c *pollConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *pollConn) Write(p []byte) (int, error) {
-	if !c.nonblock.Load() {
-		return c.Conn.Write(p)
-	}
-	n, err := nbio.Write(c.rc, p)
-	if err != nil || n == len(p) {
-		return n, err
-	}
-	m, err := c.Conn.Write(p[n:])
-	return n + m, err
-}
-
 // pollable wraps conn for a polled session, or returns nil if it is not
 // a socket (a test's pipe).
 func pollable(conn net.Conn) *pollConn {
-	sc, ok := conn.(syscall.Conn)
+	sock, ok := conn.(*nbio.Conn)
 	if !ok {
 		return nil
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return &pollConn{Conn: conn, rc: rc}
+	return &pollConn{Conn: sock}
 }
 
 // cpePollers are a fleet's pollers; sessions are spread over them.
@@ -163,7 +144,7 @@ func (p *cpePoller) serve(ctx context.Context, s *cpeSession, pc *pollConn) erro
 	// makes this goroutine read again.
 	s.poll.reader.Take()
 	s.pump()
-	if err := p.p.Arm(pc.rc, s.poll.key); err != nil {
+	if err := p.p.Arm(pc.Raw(), s.poll.key); err != nil {
 		s.end(err)
 	} else if s.poll.reader.Claim() {
 		s.pump()

@@ -306,14 +306,11 @@ func (b *Broker) spawn(f func()) {
 
 // accept admits a new connection, or refuses it.
 func (b *Broker) accept(ctx context.Context, l *listener, c net.Conn) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		b.log.Error("xmpp: connection without a socket", "err", ErrXmppListener, "type", fmt.Sprintf("%T", c))
-		c.Close()
-		return
-	}
-	rc, err := sc.SyscallConn()
+	sock, err := nbio.NewConn(c)
 	if err != nil {
+		if errors.Is(err, nbio.ErrNotSocket) {
+			b.log.Error("xmpp: connection without a socket", "err", ErrXmppListener, "type", fmt.Sprintf("%T", c))
+		}
 		c.Close()
 		return
 	}
@@ -347,7 +344,7 @@ func (b *Broker) accept(ctx context.Context, l *listener, c net.Conn) {
 		_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Minute, Interval: 15 * time.Second, Count: 4})
 	}
 	b.m.accepted.Inc()
-	go b.negotiate(ctx, l, c, rc)
+	go b.negotiate(ctx, l, c, sock)
 }
 
 // connClosed accounts for a closed connection of l.
@@ -364,9 +361,9 @@ func (b *Broker) connClosed(l *listener) {
 // negotiate runs the negotiation of one connection and hands the bound
 // session to the poller. The goroutine ends there: a bound session has
 // none of its own.
-func (b *Broker) negotiate(ctx context.Context, l *listener, c net.Conn, rc syscall.RawConn) {
+func (b *Broker) negotiate(ctx context.Context, l *listener, c net.Conn, sock *nbio.Conn) {
 	_ = c.SetDeadline(time.Now().Add(b.cfg.NegotiationTimeout))
-	nb := &nbConn{Conn: nbio.WrapConn(c), rc: rc}
+	nb := &nbConn{Conn: sock}
 	n := b.newNegotiation(ctx, c, nb)
 	full, addr, err := n.run(l.direct)
 	l.mu.Lock()

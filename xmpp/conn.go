@@ -3,10 +3,8 @@ package xmpp
 import (
 	"errors"
 	"io"
-	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/crrelay/crrelay/internal/nbio"
@@ -17,7 +15,7 @@ import (
 var errWouldBlock = nbio.ErrWouldBlock
 
 // nbConn is the connection under a session's tls.Conn. During negotiation
-// it reads and writes like the net.Conn it wraps (blocking, with
+// it reads and writes like a net.Conn (nbio.Conn: waiting, with
 // deadlines). Once the session is bound it never waits: a read of an
 // empty socket returns errWouldBlock, so that the reader can leave the
 // session to the poller, and what a full socket does not take is kept
@@ -30,8 +28,7 @@ var errWouldBlock = nbio.ErrWouldBlock
 // tls.Conn, which lets a reader skip the read that would only find the
 // socket empty (see drained).
 type nbConn struct {
-	net.Conn
-	rc       syscall.RawConn
+	*nbio.Conn
 	pre      []byte // bytes read before TLS started, to be read first
 	nonblock bool
 
@@ -70,7 +67,7 @@ func (c *nbConn) Write(p []byte) (int, error) {
 		*c.out = append(*c.out, p...)
 		return len(p), nil
 	}
-	n, err := nbio.Write(c.rc, p)
+	n, err := c.TryWrite(p)
 	if err != nil {
 		return n, err
 	}
@@ -91,7 +88,7 @@ func (c *nbConn) flush() error {
 		return nil
 	}
 	b := *c.out
-	n, err := nbio.Write(c.rc, b)
+	n, err := c.TryWrite(b)
 	if err != nil {
 		return err
 	}
@@ -136,7 +133,7 @@ func (c *nbConn) Read(p []byte) (int, error) {
 		n, err = c.Conn.Read(p)
 		c.short = false
 	default:
-		n, err = nbio.Read(c.rc, p)
+		n, err = c.TryRead(p)
 		if err == nil && n == 0 && len(p) > 0 {
 			return 0, io.EOF
 		}

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crrelay/crrelay/internal/nbio"
 )
 
 // tlsPair returns a client TLS conn and the server's tls.Conn over an
@@ -33,11 +34,11 @@ func tlsPair(t *testing.T) (*tls.Conn, *tls.Conn, *nbConn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { raw.Close() })
-	rc, err := raw.(syscall.Conn).SyscallConn()
+	sock, err := nbio.NewConn(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nb := &nbConn{Conn: raw, rc: rc}
+	nb := &nbConn{Conn: sock}
 	sc := tls.Server(nb, testTLS(t))
 	if err := sc.Handshake(); err != nil {
 		t.Fatal(err)
@@ -167,11 +168,11 @@ func TestWriteBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	rc, err := raw.(syscall.Conn).SyscallConn()
+	sock, err := nbio.NewConn(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &nbConn{Conn: raw, rc: rc, nonblock: true}
+	c := &nbConn{Conn: sock, nonblock: true}
 
 	// Write numbered chunks until the socket refuses some.
 	chunk := make([]byte, 1000)

@@ -116,11 +116,21 @@ func inspect(elem []byte, st *stanza) error {
 	}
 }
 
+// stanzas are the routers' scratch: a stanza is some 750 bytes, and
+// every stanza in and every answer out would otherwise allocate one.
+// Nothing keeps a *stanza past handle (what outlives it is copied:
+// strings, Result).
+var stanzas = sync.Pool{New: func() any { return new(stanza) }}
+
 // handle routes one stanza from s (RFC 6120 8 and 10, with the policy of
 // a connection-request broker: see the package documentation).
 func (b *Broker) handle(s *session, elem []byte) {
 	b.m.stanzasIn.Inc()
-	st := new(stanza)
+	st := stanzas.Get().(*stanza)
+	defer func() {
+		*st = stanza{} // keeps no slice of elem
+		stanzas.Put(st)
+	}()
 	if err := inspect(elem, st); err != nil {
 		se := err.(streamError)
 		s.close(string(se), se)

@@ -487,7 +487,7 @@ func (s *session) arm() {
 	if !first {
 		return // registered for good: edges keep coming
 	}
-	if err := s.b.pollerOf(s).Arm(s.nb.rc, uint64(s.slot)|uint64(s.gen)<<32); err != nil {
+	if err := s.b.pollerOf(s).Arm(s.nb.Raw(), uint64(s.slot)|uint64(s.gen)<<32); err != nil {
 		s.close("error", "")
 	}
 }

@@ -131,3 +131,68 @@ func TestWrapConnNotASocket(t *testing.T) {
 		t.Fatal("WrapConn wrapped a pipe")
 	}
 }
+
+// TryRead and TryWrite never wait: an empty socket is ErrWouldBlock, a
+// full one takes part of a write or none of it; and neither allocates,
+// nor does a Poller's Wait.
+func TestConnTryNeverWaits(t *testing.T) {
+	c, peer := tcpPair(t)
+	buf := make([]byte, 64<<10)
+	if n, err := c.TryRead(buf); n != 0 || err != ErrWouldBlock {
+		t.Fatalf("TryRead of an empty socket = %d, %v; want 0, ErrWouldBlock", n, err)
+	}
+	sent := 0
+	for {
+		n, err := c.TryWrite(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent += n
+		if n < len(buf) {
+			break
+		}
+	}
+	if n, err := c.TryWrite(buf); n != 0 || err != nil {
+		t.Fatalf("TryWrite to a full socket = %d, %v; want 0, nil", n, err)
+	}
+	got, err := io.ReadFull(peer, make([]byte, sent))
+	if err != nil || got != sent {
+		t.Fatalf("peer read %d of %d bytes: %v", got, sent, err)
+	}
+
+	p, err := NewPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Arm(c.Raw(), 7); err != nil {
+		t.Fatal(err)
+	}
+	evs := make([]Event, 8)
+	small := []byte("ping")
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := peer.Write(small); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := p.Wait(evs); err != nil || n == 0 {
+			t.Fatalf("Wait = %d, %v", n, err)
+		}
+		if n, err := c.TryRead(buf); err != nil || n == 0 {
+			t.Fatalf("TryRead = %d, %v", n, err)
+		}
+		for {
+			if _, err := c.TryRead(buf); err == ErrWouldBlock {
+				break
+			}
+		}
+		if n, err := c.TryWrite(small); n != len(small) || err != nil {
+			t.Fatalf("TryWrite = %d, %v", n, err)
+		}
+		if _, err := io.ReadFull(peer, buf[:len(small)]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("a Wait, TryRead and TryWrite allocate %.1f times; want none", allocs)
+	}
+}

@@ -21,6 +21,9 @@ import (
 // ErrUnsupported: no epoll on this system.
 var ErrUnsupported = errors.New("nbio: needs Linux epoll")
 
+// ErrNotSocket: NewConn was given a connection that is not a socket.
+var ErrNotSocket = errors.New("nbio: not a socket")
+
 // wouldBlockError is what Read returns when the socket is empty. It is a
 // net.Error that reports itself temporary: crypto/tls keeps a partly read
 // record buffered and leaves the connection usable after a temporary read

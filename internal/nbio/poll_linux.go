@@ -22,14 +22,18 @@ import (
 // The epoll descriptor is itself handed to Go's netpoller (os.NewFile on
 // a non-blocking descriptor), so waiting for events parks a goroutine
 // instead of blocking a thread, and closing the Poller wakes it.
-//
-// Every system call here cannot block (epoll_wait with a zero timeout,
-// read and write on non-blocking sockets), so each is made raw, without
-// telling the scheduler a system call began (see rawSyscall).
+// Its epoll_wait, with a zero timeout, cannot block, and is made raw
+// (see Conn).
 type Poller struct {
 	f  *os.File
 	rc syscall.RawConn
 	fd int
+
+	// Wait's call and its arguments and results (see Wait).
+	waitFn func(uintptr) bool
+	evs    []Event
+	n      int
+	errno  syscall.Errno
 }
 
 // Event is one readiness report.
@@ -57,7 +61,9 @@ func NewPoller() (*Poller, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Poller{f: f, rc: rc, fd: fd}, nil
+	p := &Poller{f: f, rc: rc, fd: fd}
+	p.waitFn = p.wait
+	return p, nil
 }
 
 // Arm registers the socket of c to report key whenever new bytes
@@ -94,171 +100,196 @@ func Writable(ev *Event) bool {
 }
 
 // Wait blocks until at least one socket is ready and fills evs. It
-// returns an error once the poller is closed.
+// returns an error once the poller is closed. One goroutine at a time
+// calls Wait (the poller's loop): the call it hands the netpoller is
+// built once, not per Wait.
 func (p *Poller) Wait(evs []Event) (int, error) {
-	var n int
-	var werr error
-	err := p.rc.Read(func(fd uintptr) bool {
-		n, werr = epollPoll(int(fd), evs)
-		if werr == unix.EINTR {
-			n, werr = 0, nil
-		}
-		return n > 0 || werr != nil
-	})
+	p.evs = evs
+	err := p.rc.Read(p.waitFn)
+	n, errno := p.n, p.errno
+	p.evs = nil
 	if err != nil {
 		return 0, err
 	}
-	if werr != nil {
-		return 0, os.NewSyscallError("epoll_wait", werr)
+	if errno != 0 {
+		return 0, os.NewSyscallError("epoll_wait", errno)
 	}
 	return n, nil
+}
+
+// wait is Wait's call: it reports false, to be called again once the
+// epoll descriptor is readable, while no event is ready.
+func (p *Poller) wait(fd uintptr) bool {
+	n, errno := epollPoll(int(fd), p.evs)
+	if errno == unix.EINTR {
+		n, errno = 0, 0
+	}
+	p.n, p.errno = n, errno
+	return n > 0 || errno != 0
 }
 
 // Poll fills evs with the events ready now, without waiting.
 func (p *Poller) Poll(evs []Event) (int, error) {
 	for {
-		n, err := epollPoll(p.fd, evs)
-		switch err {
-		case nil:
+		n, errno := epollPoll(p.fd, evs)
+		switch errno {
+		case 0:
 			return n, nil
 		case unix.EINTR:
 			continue
 		}
-		return 0, os.NewSyscallError("epoll_wait", err)
+		return 0, os.NewSyscallError("epoll_wait", errno)
 	}
 }
 
 // Close releases the poller; a goroutine in Wait returns an error.
 func (p *Poller) Close() error { return p.f.Close() }
 
-// Read reads what the socket of c holds without waiting: ErrWouldBlock
-// when it is empty, (0, nil) at the end of the stream.
-func Read(c syscall.RawConn, p []byte) (int, error) {
-	var n int
-	var rerr error
-	if err := c.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = rawSyscall(unix.SYS_READ, int(fd), p)
-			if rerr != unix.EINTR {
-				return true
-			}
-		}
-	}); err != nil {
-		return 0, err
-	}
-	switch {
-	case rerr == unix.EAGAIN:
-		return 0, ErrWouldBlock
-	case rerr != nil:
-		return 0, os.NewSyscallError("read", rerr)
-	}
-	return n, nil
-}
-
-// Write writes what the socket of c takes without waiting: n < len(p)
-// when it is full.
-func Write(c syscall.RawConn, p []byte) (int, error) {
-	var n int
-	var werr error
-	if err := c.Write(func(fd uintptr) bool {
-		for {
-			n, werr = rawSyscall(unix.SYS_WRITE, int(fd), p)
-			if werr != unix.EINTR {
-				return true
-			}
-		}
-	}); err != nil {
-		return 0, err
-	}
-	switch {
-	case werr == unix.EAGAIN:
-		return 0, nil
-	case werr != nil:
-		return 0, os.NewSyscallError("write", werr)
-	}
-	return n, nil
-}
-
-// rawSyscall makes read or write on fd, which must not block, as a raw
-// system call. An ordinary one (unix.Read) tells the scheduler the
-// goroutine entered a system call; Go's sysmon thread then checks every
-// 20 µs whether to hand that goroutine's processor to another thread,
-// and under load (tens of thousands of socket calls a second on every
-// processor) it keeps finding some, waking a thread each time and never
-// backing off to its idle rate. A call that cannot block gains nothing
-// from that: it holds its processor for the few microseconds it runs.
-func rawSyscall(trap uintptr, fd int, p []byte) (int, error) {
-	var ptr unsafe.Pointer
-	if len(p) > 0 {
-		ptr = unsafe.Pointer(&p[0])
-	}
-	n, _, errno := unix.RawSyscall(trap, uintptr(fd), uintptr(ptr), uintptr(len(p)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
-}
-
-// epollPoll is epoll_wait with a zero timeout as a raw system call (see
-// rawSyscall).
-func epollPoll(epfd int, evs []Event) (int, error) {
+// epollPoll is epoll_wait with a zero timeout, as a raw system call (see
+// Conn).
+func epollPoll(epfd int, evs []Event) (int, syscall.Errno) {
 	if len(evs) == 0 {
-		return 0, nil
+		return 0, 0
 	}
 	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}
-	return int(n), nil
+	return int(n), 0
 }
 
-// Conn is a socket whose reads and writes wait, like the net.Conn it
-// wraps, through Go's netpoller and with the net.Conn's deadlines, but
-// whose system calls are raw (see rawSyscall): a read or write is tried
-// first and, when the socket is empty or full, the goroutine parks until
-// it is not. It is for the goroutines that keep a busy connection each
-// (a load tool's ACS, a session still negotiating).
+// Conn is a socket read and written with raw system calls: TryRead and
+// TryWrite never wait, and Read and Write wait, like those of the
+// net.Conn it wraps, through Go's netpoller and with its deadlines.
+//
+// Raw, because every call here is made only on a non-blocking socket
+// and so cannot block. An ordinary one (unix.Read, or net.Conn's own)
+// tells the scheduler the goroutine entered a system call; Go's sysmon
+// thread then checks every 20 µs whether to hand its processor to
+// another thread, and under load (tens of thousands of socket calls a
+// second on every processor) it keeps finding some, waking a thread
+// each time and never backing off to its idle rate. A call that cannot
+// block gains nothing from that: it holds its processor for the few
+// microseconds it runs.
+//
+// The calls handed to the net.Conn's RawConn are built once per Conn, so
+// that a read or write allocates nothing. One goroutine at a time reads
+// (Read or TryRead) and one writes (Write or TryWrite), as tls.Conn and
+// the broker's sessions do.
 type Conn struct {
 	net.Conn
-	rc syscall.RawConn
+	rc   syscall.RawConn
+	r, w rawOp
+}
+
+// rawOp is one read or write through RawConn: its arguments, results,
+// and the call itself.
+type rawOp struct {
+	trap  uintptr
+	p     []byte
+	wait  bool // on EAGAIN, report false: the netpoller waits, then calls again
+	n     int
+	errno syscall.Errno
+	fn    func(uintptr) bool
+}
+
+func (o *rawOp) call(fd uintptr) bool {
+	for {
+		n, _, errno := unix.RawSyscall(o.trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(o.p))), uintptr(len(o.p)))
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno == unix.EAGAIN && o.wait:
+			return false
+		case errno != 0:
+			o.n, o.errno = 0, errno
+		default:
+			o.n, o.errno = int(n), 0
+		}
+		return true
+	}
+}
+
+// do runs o once over p through run (RawConn's Read or Write).
+func (o *rawOp) do(run func(func(uintptr) bool) error, p []byte, wait bool) (int, syscall.Errno, error) {
+	o.p, o.wait = p, wait
+	err := run(o.fn)
+	n, errno := o.n, o.errno
+	o.p = nil // keep no caller's buffer alive
+	return n, errno, err
+}
+
+// NewConn wraps c, which must be a socket (syscall.Conn).
+func NewConn(c net.Conn) (*Conn, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, ErrNotSocket
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nc := &Conn{Conn: c, rc: rc}
+	nc.r.trap, nc.w.trap = unix.SYS_READ, unix.SYS_WRITE
+	nc.r.fn, nc.w.fn = nc.r.call, nc.w.call
+	return nc, nil
 }
 
 // WrapConn returns c as a Conn, or c itself if it is not a socket (a
 // test's pipe).
 func WrapConn(c net.Conn) net.Conn {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return c
+	if nc, err := NewConn(c); err == nil {
+		return nc
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return c
-	}
-	return &Conn{Conn: c, rc: rc}
+	return c
 }
 
 // SyscallConn returns the socket's raw connection.
 func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
 
+// Raw returns the socket's raw connection (for Poller.Arm).
+func (c *Conn) Raw() syscall.RawConn { return c.rc }
+
+// TryRead reads what the socket holds without waiting: ErrWouldBlock
+// when it is empty, (0, nil) at the end of the stream.
+func (c *Conn) TryRead(p []byte) (int, error) {
+	n, errno, err := c.r.do(c.rc.Read, p, false)
+	switch {
+	case err != nil:
+		return 0, err
+	case errno == unix.EAGAIN:
+		return 0, ErrWouldBlock
+	case errno != 0:
+		return 0, os.NewSyscallError("read", errno)
+	}
+	return n, nil
+}
+
+// TryWrite writes what the socket takes without waiting: n < len(p)
+// when it is full.
+func (c *Conn) TryWrite(p []byte) (int, error) {
+	n, errno, err := c.w.do(c.rc.Write, p, false)
+	switch {
+	case err != nil:
+		return 0, err
+	case errno == unix.EAGAIN:
+		return 0, nil
+	case errno != 0:
+		return 0, os.NewSyscallError("write", errno)
+	}
+	return n, nil
+}
+
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var rerr error
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = rawSyscall(unix.SYS_READ, int(fd), p)
-			if rerr != unix.EINTR {
-				return rerr != unix.EAGAIN
-			}
-		}
-	})
+	n, errno, err := c.r.do(c.rc.Read, p, true)
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
-	case rerr != nil:
-		return 0, c.opError("read", os.NewSyscallError("read", rerr))
+	case errno != 0:
+		return 0, c.opError("read", os.NewSyscallError("read", errno))
 	case n == 0:
 		return 0, io.EOF
 	}
@@ -266,29 +297,16 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 func (c *Conn) Write(p []byte) (int, error) {
-	var n int
-	var werr error
-	err := c.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, err := rawSyscall(unix.SYS_WRITE, int(fd), p[n:])
-			switch err {
-			case nil:
-				n += m
-			case unix.EINTR:
-			case unix.EAGAIN:
-				return false
-			default:
-				werr = err
-				return true
-			}
+	n := 0
+	for n < len(p) {
+		m, errno, err := c.w.do(c.rc.Write, p[n:], true)
+		switch {
+		case err != nil:
+			return n, c.opError("write", err)
+		case errno != 0:
+			return n, c.opError("write", os.NewSyscallError("write", errno))
 		}
-		return true
-	})
-	switch {
-	case err != nil:
-		return n, c.opError("write", err)
-	case werr != nil:
-		return n, c.opError("write", os.NewSyscallError("write", werr))
+		n += m
 	}
 	return n, nil
 }

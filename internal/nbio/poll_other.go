@@ -21,8 +21,14 @@ func (p *Poller) Close() error                      { return nil }
 func Key(*Event) uint64                             { return 0 }
 func Readable(*Event) bool                          { return false }
 func Writable(*Event) bool                          { return false }
-func Read(syscall.RawConn, []byte) (int, error)     { return 0, ErrUnsupported }
-func Write(syscall.RawConn, []byte) (int, error)    { return 0, ErrUnsupported }
 
-// WrapConn returns c: raw system calls need Linux here.
-func WrapConn(c net.Conn) net.Conn { return c }
+// Conn needs Linux's raw system calls; elsewhere NewConn fails with
+// ErrUnsupported and WrapConn returns its argument.
+type Conn struct{ net.Conn }
+
+func NewConn(net.Conn) (*Conn, error)                 { return nil, ErrUnsupported }
+func WrapConn(c net.Conn) net.Conn                    { return c }
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return nil, ErrUnsupported }
+func (c *Conn) Raw() syscall.RawConn                  { return nil }
+func (c *Conn) TryRead([]byte) (int, error)           { return 0, ErrUnsupported }
+func (c *Conn) TryWrite([]byte) (int, error)          { return 0, ErrUnsupported }
