@@ -58,7 +58,12 @@ fuzz:
 	  done; \
 	done
 
+# The Go benchmarks (codecs, registry, STUN server, campaign engine, an
+# XMPP IQ round trip through the broker in one process; about two
+# minutes), then the load tools against the binary in its own process,
+# which print the table.
 bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 	$(GO) run ./bench
 
 clean:

@@ -1,8 +1,10 @@
-// Package nbio is the non-blocking socket I/O under the XMPP broker and
-// the simulator's XMPP fleet: an edge-triggered epoll poller whose idle
-// sockets cost no goroutine, reads and writes that never wait, and a
-// follower of the TLS record framing of a byte stream that tells a reader
-// when tls.Conn can hold nothing more, so that it can skip the read that
+// Package nbio is the socket I/O under the XMPP broker and the
+// simulator's XMPP fleet: an edge-triggered epoll poller whose idle
+// sockets cost no goroutine; Conn, a socket whose reads and writes are
+// raw system calls that allocate nothing (TryRead and TryWrite never
+// wait, Read and Write wait through Go's netpoller); and a follower of
+// the TLS record framing of a byte stream that tells a reader when
+// tls.Conn can hold nothing more, so that it can skip the read that
 // would only hear the socket is empty.
 //
 // A goroutine parked on a socket costs a stack and, on every arrival, a
