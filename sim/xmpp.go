@@ -194,7 +194,8 @@ type XMPPCPEConfig struct {
 	// Defaults to DefaultXMPPMaxStanza (64 KiB).
 	MaxStanza int
 	// OnWake, if set, is called each time the CPE accepts a connection
-	// request, on the goroutine reading the session. It must not block.
+	// request, before it answers, on the goroutine reading the session.
+	// It must not block.
 	OnWake func(name string, at time.Time)
 	// OnOnline, if set, is called each time a session is bound, with the
 	// full JID the server bound. It must not block.
@@ -701,20 +702,9 @@ func (s *cpeSession) connectionRequest(iq, req *element) {
 		s.refuse(iq, req, cond, "auth")
 		return
 	}
-	bp := bufPool.Get().(*[]byte)
-	b := append((*bp)[:0], "<iq type='result' id='"...)
-	b = appendEscaped(b, iq.attr("id"))
-	if from != "" {
-		b = append(b, "' to='"...)
-		b = appendEscaped(b, from)
-	}
-	b = append(b, "'/>"...)
-	err := s.st.write(b)
-	*bp = b
-	bufPool.Put(bp)
-	if err != nil {
-		return // the session is ending; the ACS will time out
-	}
+	// Woken: counted and reported before the answer goes out, as an
+	// agent starts its session to the ACS whether or not its answer
+	// gets through (a session ending now leaves the ACS to time out).
 	now := time.Now()
 	c.crAccepted.Add(1)
 	c.mu.Lock()
@@ -723,6 +713,17 @@ func (s *cpeSession) connectionRequest(iq, req *element) {
 	if c.cfg.OnWake != nil {
 		c.cfg.OnWake(c.cfg.Name, now)
 	}
+	bp := bufPool.Get().(*[]byte)
+	b := append((*bp)[:0], "<iq type='result' id='"...)
+	b = appendEscaped(b, iq.attr("id"))
+	if from != "" {
+		b = append(b, "' to='"...)
+		b = appendEscaped(b, from)
+	}
+	b = append(b, "'/>"...)
+	_ = s.st.write(b)
+	*bp = b
+	bufPool.Put(bp)
 }
 
 func (c *XMPPCPE) event(name string) {

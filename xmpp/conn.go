@@ -38,9 +38,13 @@ type nbConn struct {
 	short   bool
 
 	// Bytes written but not yet taken by the socket, in order; nil when
-	// none. Guarded by the session's wmu. outSince is when the socket
-	// last took some, or refused the first (unix nanoseconds; 0 when out
-	// is empty), read by the sweeper.
+	// none. outSince is when the socket last took some, or refused the
+	// first (unix nanoseconds; 0 when out is empty), read by the sweeper.
+	// omu guards out through each write and flush: the session's wmu
+	// does not cover every write, as tls.Conn also writes from inside
+	// Read (an alert, or the answer to a client's KeyUpdate) while the
+	// poller may be flushing.
+	omu      sync.Mutex
 	out      *[]byte
 	outSince atomic.Int64
 }
@@ -60,6 +64,8 @@ func (c *nbConn) Write(p []byte) (int, error) {
 	if !c.nonblock {
 		return c.Conn.Write(p)
 	}
+	c.omu.Lock()
+	defer c.omu.Unlock()
 	if c.out != nil {
 		if len(*c.out)+len(p) > maxBacklog {
 			return 0, errBacklog
@@ -84,6 +90,8 @@ func (c *nbConn) Write(p []byte) (int, error) {
 
 // flush sends what out holds, as much as the socket takes.
 func (c *nbConn) flush() error {
+	c.omu.Lock()
+	defer c.omu.Unlock()
 	if c.out == nil {
 		return nil
 	}

@@ -233,6 +233,115 @@ func TestWriteBacklog(t *testing.T) {
 	}
 }
 
+// TestWriteWhileFlushing: tls.Conn writes from inside Read (alerts, key
+// updates) without the session's wmu, while the poller may flush the
+// backlog; every byte still arrives once, in order (and -race sees no
+// race on the backlog).
+func TestWriteWhileFlushing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	sock, err := nbio.NewConn(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &nbConn{Conn: sock, nonblock: true}
+	// Small socket buffers, so that the socket refuses writes often.
+	peer.(*net.TCPConn).SetReadBuffer(16 << 10)
+	raw.(*net.TCPConn).SetWriteBuffer(16 << 10)
+
+	const total = 128 << 10
+	got := make(chan error, 1)
+	go func() { // starts late, so that a backlog builds up
+		time.Sleep(50 * time.Millisecond)
+		buf := make([]byte, 4096)
+		peer.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for n := 0; n < total; {
+			m, err := peer.Read(buf)
+			for i := range m {
+				if buf[i] != byte((n+i)%251) {
+					got <- fmt.Errorf("byte %d: %d, want %d", n+i, buf[i], byte((n+i)%251))
+					return
+				}
+			}
+			n += m
+			if err != nil {
+				got <- fmt.Errorf("after %d of %d bytes: %v", n, total, err)
+				return
+			}
+		}
+		got <- nil
+	}()
+	stop := make(chan struct{})
+	flushed := make(chan struct{})
+	go func() { // the poller, flushing on every "event"
+		defer close(flushed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := c.flush(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	chunk := make([]byte, 997)
+	backlogged := 0 // writes that found a backlog
+	for sent := 0; sent < total; {
+		c.omu.Lock()
+		if c.out != nil {
+			backlogged++
+		}
+		c.omu.Unlock()
+		k := min(len(chunk), total-sent)
+		for i := range k {
+			chunk[i] = byte((sent + i) % 251)
+		}
+		if _, err := c.Write(chunk[:k]); errors.Is(err, errBacklog) {
+			select {
+			case err := <-got:
+				t.Fatalf("the reader stopped: %v", err)
+			case <-time.After(time.Millisecond): // let it catch up
+			}
+			continue
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		sent += k
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+		c.omu.Lock()
+		empty := c.out == nil
+		c.omu.Unlock()
+		if empty || time.Now().After(deadline) {
+			break
+		}
+	}
+	close(stop)
+	<-flushed
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if backlogged == 0 {
+		t.Fatal("no write found a backlog: the test did not test")
+	}
+}
+
 // After STARTTLS the record follower starts at TLS's first byte: the
 // clear-text stream before it is not taken for records, so that a
 // session reading one stanza in one record finds itself drained.

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -134,26 +136,27 @@ func TestWrapConnNotASocket(t *testing.T) {
 
 // TryRead and TryWrite never wait: an empty socket is ErrWouldBlock, a
 // full one takes part of a write or none of it; and neither allocates,
-// nor does a Poller's Wait.
+// nor do a Poller's Wait and Poll.
 func TestConnTryNeverWaits(t *testing.T) {
 	c, peer := tcpPair(t)
 	buf := make([]byte, 64<<10)
 	if n, err := c.TryRead(buf); n != 0 || err != ErrWouldBlock {
 		t.Fatalf("TryRead of an empty socket = %d, %v; want 0, ErrWouldBlock", n, err)
 	}
-	sent := 0
-	for {
+	sent, full := 0, false
+	for range 100000 { // until the socket takes none of a write
 		n, err := c.TryWrite(buf)
 		if err != nil {
 			t.Fatal(err)
 		}
 		sent += n
-		if n < len(buf) {
+		if n == 0 {
+			full = true
 			break
 		}
 	}
-	if n, err := c.TryWrite(buf); n != 0 || err != nil {
-		t.Fatalf("TryWrite to a full socket = %d, %v; want 0, nil", n, err)
+	if !full {
+		t.Fatalf("TryWrite never found the socket full (%d bytes taken)", sent)
 	}
 	got, err := io.ReadFull(peer, make([]byte, sent))
 	if err != nil || got != sent {
@@ -177,6 +180,9 @@ func TestConnTryNeverWaits(t *testing.T) {
 		if n, err := p.Wait(evs); err != nil || n == 0 {
 			t.Fatalf("Wait = %d, %v", n, err)
 		}
+		if n, err := p.Poll(evs); err != nil || n != 0 {
+			t.Fatalf("Poll after Wait = %d, %v; want 0, nil (edge-triggered)", n, err)
+		}
 		if n, err := c.TryRead(buf); err != nil || n == 0 {
 			t.Fatalf("TryRead = %d, %v", n, err)
 		}
@@ -193,6 +199,115 @@ func TestConnTryNeverWaits(t *testing.T) {
 		}
 	})
 	if allocs > 0 {
-		t.Fatalf("a Wait, TryRead and TryWrite allocate %.1f times; want none", allocs)
+		t.Fatalf("a Wait, Poll, TryRead and TryWrite allocate %.1f times; want none", allocs)
+	}
+}
+
+// Concurrent Writes go out one after the other, each whole (the
+// simulator's plaintext streams write keepalives and answers from two
+// goroutines).
+func TestConnConcurrentWrites(t *testing.T) {
+	c, peer := tcpPair(t)
+	const msgs = 20000
+	got := make(chan []byte, 1)
+	peer.SetReadDeadline(time.Now().Add(20 * time.Second)) // bytes lost: fail, not hang
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(peer, 2*msgs*7))
+		got <- b
+	}()
+	var wg sync.WaitGroup
+	for _, m := range []string{"AAAAAAA", "BBBBBBB"} {
+		wg.Go(func() {
+			for range msgs {
+				if _, err := c.Write([]byte(m)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b := <-got
+	counts := map[string]int{}
+	for len(b) >= 7 {
+		counts[string(b[:7])]++
+		b = b[7:]
+	}
+	if len(b) != 0 || counts["AAAAAAA"] != msgs || counts["BBBBBBB"] != msgs || len(counts) != 2 {
+		t.Fatalf("messages read: %v (and %d bytes left); want %d of each, whole", counts, len(b), msgs)
+	}
+}
+
+// A Write waiting for room ends at its deadline, and on Close.
+func TestConnWriteDeadlineAndClose(t *testing.T) {
+	c, _ := tcpPair(t) // the peer never reads
+	big := make([]byte, 64<<20)
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	n, err := c.Write(big)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n == len(big) {
+		t.Fatalf("Write past the deadline = %d, %v; want part of it and a timeout", n, err)
+	}
+	c.SetWriteDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Write(big)
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Write on a closed Conn = %v; want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake the Write")
+	}
+}
+
+// Closing a Poller wakes its Wait.
+func TestPollerCloseWakesWait(t *testing.T) {
+	p, err := NewPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Wait(make([]Event, 4))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	p.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Wait on a closed Poller returned no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake Wait")
+	}
+}
+
+// NewConn takes only non-blocking stream sockets: raw calls on a
+// blocking one could hold a thread and its processor.
+func TestNewConnRefuses(t *testing.T) {
+	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if _, err := NewConn(u); !errors.Is(err, ErrNotSocket) {
+		t.Fatalf("NewConn(UDP) = %v; want ErrNotSocket", err)
+	}
+
+	c, _ := tcpPair(t)
+	rc := c.Raw()
+	rc.Control(func(fd uintptr) { syscall.SetNonblock(int(fd), false) })
+	defer rc.Control(func(fd uintptr) { syscall.SetNonblock(int(fd), true) })
+	if _, err := NewConn(c.Conn); !errors.Is(err, ErrNotSocket) {
+		t.Fatalf("NewConn(blocking TCP) = %v; want ErrNotSocket", err)
+	}
+	if WrapConn(c.Conn) != c.Conn {
+		t.Fatal("WrapConn wrapped a blocking socket")
 	}
 }

@@ -3,9 +3,11 @@
 package nbio
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -29,8 +31,9 @@ type Poller struct {
 	rc syscall.RawConn
 	fd int
 
-	// Wait's call and its arguments and results (see Wait).
+	// The calls of Wait and Poll and their arguments and results.
 	waitFn func(uintptr) bool
+	pollFn func(uintptr)
 	evs    []Event
 	n      int
 	errno  syscall.Errno
@@ -62,7 +65,7 @@ func NewPoller() (*Poller, error) {
 		return nil, err
 	}
 	p := &Poller{f: f, rc: rc, fd: fd}
-	p.waitFn = p.wait
+	p.waitFn, p.pollFn = p.wait, p.poll
 	return p, nil
 }
 
@@ -128,17 +131,31 @@ func (p *Poller) wait(fd uintptr) bool {
 	return n > 0 || errno != 0
 }
 
-// Poll fills evs with the events ready now, without waiting.
+// Poll fills evs with the events ready now, without waiting. Like Wait,
+// it is called by one goroutine at a time, and it goes through the
+// descriptor's RawConn so that it cannot reach a descriptor that Close
+// released and a new socket reuses.
 func (p *Poller) Poll(evs []Event) (int, error) {
-	for {
-		n, errno := epollPoll(p.fd, evs)
-		switch errno {
-		case 0:
-			return n, nil
-		case unix.EINTR:
-			continue
-		}
+	p.evs = evs
+	err := p.rc.Control(p.pollFn)
+	n, errno := p.n, p.errno
+	p.evs = nil
+	if err != nil {
+		return 0, err
+	}
+	if errno != 0 {
 		return 0, os.NewSyscallError("epoll_wait", errno)
+	}
+	return n, nil
+}
+
+// poll is Poll's call.
+func (p *Poller) poll(fd uintptr) {
+	for {
+		p.n, p.errno = epollPoll(int(fd), p.evs)
+		if p.errno != unix.EINTR {
+			return
+		}
 	}
 }
 
@@ -173,12 +190,14 @@ func epollPoll(epfd int, evs []Event) (int, syscall.Errno) {
 // microseconds it runs.
 //
 // The calls handed to the net.Conn's RawConn are built once per Conn, so
-// that a read or write allocates nothing. One goroutine at a time reads
-// (Read or TryRead) and one writes (Write or TryWrite), as tls.Conn and
-// the broker's sessions do.
+// that a read or write allocates nothing. Like a net.Conn, a Conn takes
+// one read and one write at a time: concurrent Writes go out one after
+// the other, each whole.
 type Conn struct {
 	net.Conn
 	rc   syscall.RawConn
+	rmu  sync.Mutex // held through a Read or TryRead
+	wmu  sync.Mutex // held through a Write or TryWrite, across its partial writes
 	r, w rawOp
 }
 
@@ -195,7 +214,7 @@ type rawOp struct {
 
 func (o *rawOp) call(fd uintptr) bool {
 	for {
-		n, _, errno := unix.RawSyscall(o.trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(o.p))), uintptr(len(o.p)))
+		n, errno := o.syscall(fd)
 		switch {
 		case errno == unix.EINTR:
 			continue
@@ -204,10 +223,32 @@ func (o *rawOp) call(fd uintptr) bool {
 		case errno != 0:
 			o.n, o.errno = 0, errno
 		default:
-			o.n, o.errno = int(n), 0
+			o.n, o.errno = n, 0
 		}
 		return true
 	}
+}
+
+// syscall makes o's read or write once.
+func (o *rawOp) syscall(fd uintptr) (int, syscall.Errno) {
+	if raceEnabled {
+		// The race detector sees the buffers the kernel reads and
+		// writes, and the order a socket gives, only through the
+		// ordinary calls.
+		var n int
+		var err error
+		if o.trap == unix.SYS_READ {
+			n, err = syscall.Read(int(fd), o.p)
+		} else {
+			n, err = syscall.Write(int(fd), o.p)
+		}
+		if err != nil {
+			return 0, err.(syscall.Errno)
+		}
+		return n, 0
+	}
+	n, _, errno := unix.RawSyscall(o.trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(o.p))), uintptr(len(o.p)))
+	return int(n), errno
 }
 
 // do runs o once over p through run (RawConn's Read or Write).
@@ -219,7 +260,9 @@ func (o *rawOp) do(run func(func(uintptr) bool) error, p []byte, wait bool) (int
 	return n, errno, err
 }
 
-// NewConn wraps c, which must be a socket (syscall.Conn).
+// NewConn wraps c, which must be a non-blocking stream socket, as every
+// TCP connection of package net is: a raw call on a blocking one could
+// hold its thread, and the processor with it, for as long as it waits.
 func NewConn(c net.Conn) (*Conn, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
@@ -228,6 +271,23 @@ func NewConn(c net.Conn) (*Conn, error) {
 	rc, err := sc.SyscallConn()
 	if err != nil {
 		return nil, err
+	}
+	var typ, flags int
+	var cerr error
+	if err := rc.Control(func(fd uintptr) {
+		if typ, cerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE); cerr == nil {
+			flags, cerr = unix.FcntlInt(fd, unix.F_GETFL, 0)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	switch {
+	case cerr != nil:
+		return nil, fmt.Errorf("%w: %v", ErrNotSocket, cerr)
+	case typ != unix.SOCK_STREAM:
+		return nil, fmt.Errorf("%w: not a stream socket", ErrNotSocket)
+	case flags&unix.O_NONBLOCK == 0:
+		return nil, fmt.Errorf("%w: blocking", ErrNotSocket)
 	}
 	nc := &Conn{Conn: c, rc: rc}
 	nc.r.trap, nc.w.trap = unix.SYS_READ, unix.SYS_WRITE
@@ -251,9 +311,11 @@ func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
 func (c *Conn) Raw() syscall.RawConn { return c.rc }
 
 // TryRead reads what the socket holds without waiting: ErrWouldBlock
-// when it is empty, (0, nil) at the end of the stream.
+// when it is empty, (0, nil) for a non-empty p at the end of the stream.
 func (c *Conn) TryRead(p []byte) (int, error) {
+	c.rmu.Lock()
 	n, errno, err := c.r.do(c.rc.Read, p, false)
+	c.rmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, err
@@ -268,7 +330,9 @@ func (c *Conn) TryRead(p []byte) (int, error) {
 // TryWrite writes what the socket takes without waiting: n < len(p)
 // when it is full.
 func (c *Conn) TryWrite(p []byte) (int, error) {
+	c.wmu.Lock()
 	n, errno, err := c.w.do(c.rc.Write, p, false)
+	c.wmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, err
@@ -284,7 +348,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	c.rmu.Lock()
 	n, errno, err := c.r.do(c.rc.Read, p, true)
+	c.rmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -297,6 +363,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 func (c *Conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	n := 0
 	for n < len(p) {
 		m, errno, err := c.w.do(c.rc.Write, p[n:], true)
@@ -305,6 +373,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return n, c.opError("write", err)
 		case errno != 0:
 			return n, c.opError("write", os.NewSyscallError("write", errno))
+		case m <= 0 || m > len(p)-n:
+			// A write that takes nothing without an error, or reports
+			// more than it was given, would loop forever or overrun.
+			return n, c.opError("write", io.ErrUnexpectedEOF)
 		}
 		n += m
 	}

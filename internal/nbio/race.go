@@ -1,0 +1,6 @@
+//go:build race
+
+package nbio
+
+// raceEnabled: built with -race (see rawOp.syscall).
+const raceEnabled = true
