@@ -125,14 +125,26 @@ func TestConnWriteAfterReset(t *testing.T) {
 	}
 }
 
-func TestWrapConnNotASocket(t *testing.T) {
+// WrapConn leaves alone what is not a bare TCP connection: a pipe, and a
+// type wrapping a socket with Read and Write of its own.
+func TestWrapConnLeavesOthers(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
 	if WrapConn(a) != a {
 		t.Fatal("WrapConn wrapped a pipe")
 	}
+	c, _ := tcpPair(t)
+	w := countingConn{c.Conn.(*net.TCPConn)}
+	if WrapConn(w) != net.Conn(w) {
+		t.Fatal("WrapConn wrapped a type with its own Read and Write")
+	}
 }
+
+type countingConn struct{ *net.TCPConn }
+
+func (c countingConn) Read(p []byte) (int, error)  { return c.TCPConn.Read(p) }
+func (c countingConn) Write(p []byte) (int, error) { return c.TCPConn.Write(p) }
 
 // TryRead and TryWrite never wait: an empty socket is ErrWouldBlock, a
 // full one takes part of a write or none of it; and neither allocates,

@@ -295,9 +295,13 @@ func NewConn(c net.Conn) (*Conn, error) {
 	return nc, nil
 }
 
-// WrapConn returns c as a Conn, or c itself if it is not a socket (a
-// test's pipe).
+// WrapConn returns c as a Conn if it is a *net.TCPConn, or else c itself:
+// a type that wraps a socket may do something in its own Read or Write
+// (count, throttle, inject faults) that a Conn would bypass.
 func WrapConn(c net.Conn) net.Conn {
+	if _, ok := c.(*net.TCPConn); !ok {
+		return c
+	}
 	if nc, err := NewConn(c); err == nil {
 		return nc
 	}
