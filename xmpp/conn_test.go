@@ -149,10 +149,10 @@ func TestDrained(t *testing.T) {
 	}
 }
 
-// TestWriteBacklog checks that a bound session's writes never wait: what
-// a socket whose peer does not read refuses is kept, in order, up to
-// maxBacklog, and sent by flush once the peer reads.
-func TestWriteBacklog(t *testing.T) {
+// boundConn returns an nbConn in the mode of a bound session (never
+// waiting) over a loopback TCP connection, and the connection's other end.
+func boundConn(t *testing.T) (*nbConn, net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -162,17 +162,24 @@ func TestWriteBacklog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer peer.Close()
+	t.Cleanup(func() { peer.Close() })
 	raw, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer raw.Close()
+	t.Cleanup(func() { raw.Close() })
 	sock, err := nbio.NewConn(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &nbConn{Conn: sock, nonblock: true}
+	return &nbConn{Conn: sock, nonblock: true}, peer
+}
+
+// TestWriteBacklog checks that a bound session's writes never wait: what
+// a socket whose peer does not read refuses is kept, in order, up to
+// maxBacklog, and sent by flush once the peer reads.
+func TestWriteBacklog(t *testing.T) {
+	c, peer := boundConn(t)
 
 	// Write numbered chunks until the socket refuses some.
 	chunk := make([]byte, 1000)
@@ -238,29 +245,10 @@ func TestWriteBacklog(t *testing.T) {
 // backlog; every byte still arrives once, in order (and -race sees no
 // race on the backlog).
 func TestWriteWhileFlushing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	sock, err := nbio.NewConn(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &nbConn{Conn: sock, nonblock: true}
+	c, peer := boundConn(t)
 	// Small socket buffers, so that the socket refuses writes often.
 	peer.(*net.TCPConn).SetReadBuffer(16 << 10)
-	raw.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	c.Conn.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10)
 
 	const total = 128 << 10
 	got := make(chan error, 1)

@@ -88,21 +88,10 @@ func TestConnDeadlineAndClose(t *testing.T) {
 		t.Fatalf("Read past the deadline = %v; want a net.Error timeout", err)
 	}
 	c.SetReadDeadline(time.Time{})
-	done := make(chan error, 1)
-	go func() {
+	closeWakes(t, c, "Read", func() error {
 		_, err := c.Read(make([]byte, 16))
-		done <- err
-	}()
-	time.Sleep(20 * time.Millisecond)
-	c.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Read on a closed Conn = %v; want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not wake the Read")
-	}
+		return err
+	})
 	if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Write on a closed Conn = %v; want net.ErrClosed", err)
 	}
@@ -260,20 +249,27 @@ func TestConnWriteDeadlineAndClose(t *testing.T) {
 		t.Fatalf("Write past the deadline = %d, %v; want part of it and a timeout", n, err)
 	}
 	c.SetWriteDeadline(time.Time{})
-	done := make(chan error, 1)
-	go func() {
+	closeWakes(t, c, "Write", func() error {
 		_, err := c.Write(big)
-		done <- err
-	}()
+		return err
+	})
+}
+
+// closeWakes checks that closing c ends op, which waits, with
+// net.ErrClosed.
+func closeWakes(t *testing.T, c *Conn, name string, op func() error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- op() }()
 	time.Sleep(20 * time.Millisecond)
 	c.Close()
 	select {
 	case err := <-done:
 		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Write on a closed Conn = %v; want net.ErrClosed", err)
+			t.Fatalf("%s on a closed Conn = %v; want net.ErrClosed", name, err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not wake the Write")
+		t.Fatalf("Close did not wake the %s", name)
 	}
 }
 

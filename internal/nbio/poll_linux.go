@@ -196,15 +196,16 @@ func epollPoll(epfd int, evs []Event) (int, syscall.Errno) {
 type Conn struct {
 	net.Conn
 	rc   syscall.RawConn
-	rmu  sync.Mutex // held through a Read or TryRead
-	wmu  sync.Mutex // held through a Write or TryWrite, across its partial writes
 	r, w rawOp
 }
 
-// rawOp is one read or write through RawConn: its arguments, results,
-// and the call itself.
+// rawOp is a Conn's reads or its writes: the lock that makes them one at
+// a time (held through a Read or TryRead, a Write or TryWrite across its
+// partial writes), and the call handed to RawConn with its arguments and
+// results.
 type rawOp struct {
-	trap  uintptr
+	mu    sync.Mutex
+	trap  uintptr // SYS_READ or SYS_WRITE
 	p     []byte
 	wait  bool // on EAGAIN, report false: the netpoller waits, then calls again
 	n     int
@@ -251,13 +252,42 @@ func (o *rawOp) syscall(fd uintptr) (int, syscall.Errno) {
 	return int(n), errno
 }
 
-// do runs o once over p through run (RawConn's Read or Write).
-func (o *rawOp) do(run func(func(uintptr) bool) error, p []byte, wait bool) (int, syscall.Errno, error) {
+// do runs o once over p through rc; the caller holds o.mu.
+func (o *rawOp) do(rc syscall.RawConn, p []byte, wait bool) (int, syscall.Errno, error) {
 	o.p, o.wait = p, wait
-	err := run(o.fn)
+	var err error
+	if o.trap == unix.SYS_READ {
+		err = rc.Read(o.fn)
+	} else {
+		err = rc.Write(o.fn)
+	}
 	n, errno := o.n, o.errno
 	o.p = nil // keep no caller's buffer alive
 	return n, errno, err
+}
+
+// try runs o once over p without waiting; again reports that the
+// socket was empty (a read) or full (a write).
+func (o *rawOp) try(rc syscall.RawConn, p []byte) (n int, again bool, err error) {
+	o.mu.Lock()
+	n, errno, err := o.do(rc, p, false)
+	o.mu.Unlock()
+	switch {
+	case err != nil:
+		return 0, false, err
+	case errno == unix.EAGAIN:
+		return 0, true, nil
+	case errno != 0:
+		return 0, false, os.NewSyscallError(o.name(), errno)
+	}
+	return n, false, nil
+}
+
+func (o *rawOp) name() string {
+	if o.trap == unix.SYS_READ {
+		return "read"
+	}
+	return "write"
 }
 
 // NewConn wraps c, which must be a non-blocking stream socket, as every
@@ -317,44 +347,27 @@ func (c *Conn) Raw() syscall.RawConn { return c.rc }
 // TryRead reads what the socket holds without waiting: ErrWouldBlock
 // when it is empty, (0, nil) for a non-empty p at the end of the stream.
 func (c *Conn) TryRead(p []byte) (int, error) {
-	c.rmu.Lock()
-	n, errno, err := c.r.do(c.rc.Read, p, false)
-	c.rmu.Unlock()
-	switch {
-	case err != nil:
-		return 0, err
-	case errno == unix.EAGAIN:
+	n, again, err := c.r.try(c.rc, p)
+	if again {
 		return 0, ErrWouldBlock
-	case errno != 0:
-		return 0, os.NewSyscallError("read", errno)
 	}
-	return n, nil
+	return n, err
 }
 
 // TryWrite writes what the socket takes without waiting: n < len(p)
 // when it is full.
 func (c *Conn) TryWrite(p []byte) (int, error) {
-	c.wmu.Lock()
-	n, errno, err := c.w.do(c.rc.Write, p, false)
-	c.wmu.Unlock()
-	switch {
-	case err != nil:
-		return 0, err
-	case errno == unix.EAGAIN:
-		return 0, nil
-	case errno != 0:
-		return 0, os.NewSyscallError("write", errno)
-	}
-	return n, nil
+	n, _, err := c.w.try(c.rc, p)
+	return n, err
 }
 
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	c.rmu.Lock()
-	n, errno, err := c.r.do(c.rc.Read, p, true)
-	c.rmu.Unlock()
+	c.r.mu.Lock()
+	n, errno, err := c.r.do(c.rc, p, true)
+	c.r.mu.Unlock()
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -367,11 +380,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 func (c *Conn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
 	n := 0
 	for n < len(p) {
-		m, errno, err := c.w.do(c.rc.Write, p[n:], true)
+		m, errno, err := c.w.do(c.rc, p[n:], true)
 		switch {
 		case err != nil:
 			return n, c.opError("write", err)
