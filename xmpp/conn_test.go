@@ -15,30 +15,17 @@ import (
 // nbConn in non-blocking mode, as a bound session reads.
 func tlsPair(t *testing.T) (*tls.Conn, *tls.Conn, *nbConn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	nb, peer := boundConn(t)
+	nb.nonblock = false // the handshake waits, as negotiation does
 	type dialed struct {
 		c   *tls.Conn
 		err error
 	}
 	client := make(chan dialed, 1)
 	go func() {
-		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
-		client <- dialed{c, err}
+		c := tls.Client(peer, &tls.Config{InsecureSkipVerify: true})
+		client <- dialed{c, c.Handshake()}
 	}()
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { raw.Close() })
-	sock, err := nbio.NewConn(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nb := &nbConn{Conn: sock}
 	sc := tls.Server(nb, testTLS(t))
 	if err := sc.Handshake(); err != nil {
 		t.Fatal(err)

@@ -48,30 +48,47 @@ func tcpPair(t *testing.T) (*Conn, net.Conn) {
 // and arrives whole and in order; the reverse direction too.
 func TestConnWaitsForRoom(t *testing.T) {
 	c, peer := tcpPair(t)
+	// Buffers far smaller than the write, and a peer that starts late:
+	// the Write cannot finish, nor the Read begin, without waiting.
+	const late = 50 * time.Millisecond
+	c.Conn.(*net.TCPConn).SetWriteBuffer(64 << 10)
+	c.Conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	peer.(*net.TCPConn).SetReadBuffer(64 << 10)
+	peer.(*net.TCPConn).SetWriteBuffer(64 << 10)
 	big := make([]byte, 8<<20)
 	for i := range big {
 		big[i] = byte(i * 7)
 	}
 	got := make(chan []byte, 1)
 	go func() {
+		time.Sleep(late)
 		b, _ := io.ReadAll(io.LimitReader(peer, int64(len(big))))
 		got <- b
 	}()
+	start := time.Now()
 	n, err := c.Write(big)
 	if err != nil || n != len(big) {
 		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(big))
+	}
+	if d := time.Since(start); d < late {
+		t.Fatalf("Write returned after %v, before the peer read anything", d)
 	}
 	if b := <-got; !bytes.Equal(b, big) {
 		t.Fatalf("peer read %d bytes, not what was written", len(b))
 	}
 
 	go func() {
+		time.Sleep(late)
 		peer.Write(big)
 		peer.Close()
 	}()
+	start = time.Now()
 	b, err := io.ReadAll(c)
 	if err != nil || !bytes.Equal(b, big) {
 		t.Fatalf("ReadAll = %d bytes, %v; want %d bytes and the end of the stream", len(b), err, len(big))
+	}
+	if d := time.Since(start); d < late {
+		t.Fatalf("ReadAll returned after %v, before the peer wrote anything", d)
 	}
 	if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Fatalf("Read after the end = %d, %v; want 0, EOF", n, err)

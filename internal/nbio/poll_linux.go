@@ -31,12 +31,12 @@ type Poller struct {
 	rc syscall.RawConn
 	fd int
 
-	// The calls of Wait and Poll and their arguments and results.
-	waitFn func(uintptr) bool
-	pollFn func(uintptr)
-	evs    []Event
-	n      int
-	errno  syscall.Errno
+	// collect's call, and its arguments and results.
+	collectFn func(uintptr) bool
+	block     bool
+	evs       []Event
+	n         int
+	errno     syscall.Errno
 }
 
 // Event is one readiness report.
@@ -65,7 +65,7 @@ func NewPoller() (*Poller, error) {
 		return nil, err
 	}
 	p := &Poller{f: f, rc: rc, fd: fd}
-	p.waitFn, p.pollFn = p.wait, p.poll
+	p.collectFn = p.collectOnce
 	return p, nil
 }
 
@@ -103,12 +103,19 @@ func Writable(ev *Event) bool {
 }
 
 // Wait blocks until at least one socket is ready and fills evs. It
-// returns an error once the poller is closed. One goroutine at a time
-// calls Wait (the poller's loop): the call it hands the netpoller is
-// built once, not per Wait.
-func (p *Poller) Wait(evs []Event) (int, error) {
-	p.evs = evs
-	err := p.rc.Read(p.waitFn)
+// returns an error once the poller is closed.
+func (p *Poller) Wait(evs []Event) (int, error) { return p.collect(evs, true) }
+
+// Poll fills evs with the events ready now, without waiting.
+func (p *Poller) Poll(evs []Event) (int, error) { return p.collect(evs, false) }
+
+// collect runs Wait or Poll. One goroutine at a time calls them (the
+// poller's loop): the call handed to the descriptor's RawConn is built
+// once, not per call, and going through the RawConn means no call can
+// reach a descriptor that Close released and a new socket reuses.
+func (p *Poller) collect(evs []Event, block bool) (int, error) {
+	p.evs, p.block = evs, block
+	err := p.rc.Read(p.collectFn)
 	n, errno := p.n, p.errno
 	p.evs = nil
 	if err != nil {
@@ -120,41 +127,14 @@ func (p *Poller) Wait(evs []Event) (int, error) {
 	return n, nil
 }
 
-// wait is Wait's call: it reports false, to be called again once the
-// epoll descriptor is readable, while no event is ready.
-func (p *Poller) wait(fd uintptr) bool {
-	n, errno := epollPoll(int(fd), p.evs)
-	if errno == unix.EINTR {
-		n, errno = 0, 0
-	}
-	p.n, p.errno = n, errno
-	return n > 0 || errno != 0
-}
-
-// Poll fills evs with the events ready now, without waiting. Like Wait,
-// it is called by one goroutine at a time, and it goes through the
-// descriptor's RawConn so that it cannot reach a descriptor that Close
-// released and a new socket reuses.
-func (p *Poller) Poll(evs []Event) (int, error) {
-	p.evs = evs
-	err := p.rc.Control(p.pollFn)
-	n, errno := p.n, p.errno
-	p.evs = nil
-	if err != nil {
-		return 0, err
-	}
-	if errno != 0 {
-		return 0, os.NewSyscallError("epoll_wait", errno)
-	}
-	return n, nil
-}
-
-// poll is Poll's call.
-func (p *Poller) poll(fd uintptr) {
+// collectOnce is collect's call. While no event is ready, a blocking
+// collect reports false, to be called again once the epoll descriptor
+// is readable.
+func (p *Poller) collectOnce(fd uintptr) bool {
 	for {
 		p.n, p.errno = epollPoll(int(fd), p.evs)
 		if p.errno != unix.EINTR {
-			return
+			return p.n > 0 || p.errno != 0 || !p.block
 		}
 	}
 }
